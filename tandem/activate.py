@@ -1,0 +1,115 @@
+"""Make Django's own async API native for aliases on tandem backends.
+
+Django's ``a*`` methods (``QuerySet.aget``, ``Model.asave``, related managers,
+``aprefetch_related_objects``, ``AsyncPaginator``, ...) all end in
+``sync_to_async(sync_method)``. We replace that name, in the modules that
+use it, by ``routed_sync_to_async``: same signature, but when the call is for
+a tandem alias it runs the sync method with ``native()`` on the loop thread.
+Calls for stock aliases keep Django's thread behaviour.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from asgiref import sync as asgiref_sync
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from tandem.bridge import await_, in_bridge, native
+from tandem.scope import is_tandem_alias, lend_connections
+
+# Modules whose a-methods wrap the sync ORM with sync_to_async.
+ORM_MODULES = (
+    "django.db.models.query",
+    "django.db.models.base",
+    "django.db.models.fields.related_descriptors",
+    "django.contrib.contenttypes.fields",
+    "django.core.paginator",
+)
+
+_stock_sync_to_async = asgiref_sync.sync_to_async
+_stock_async_to_sync = asgiref_sync.async_to_sync
+
+
+def _all_aliases_tandem() -> bool | None:
+    """True if every alias is tandem, False if none is, None if mixed."""
+    flags = {is_tandem_alias(alias) for alias in connections.settings}
+    return flags.pop() if len(flags) == 1 else None
+
+
+def _alias_of(func: Callable, args: tuple, kwargs: dict) -> str:
+    """Best guess of the database alias a wrapped ORM call will use."""
+    if kwargs.get("using"):
+        return kwargs["using"]
+    for owner in (getattr(func, "__self__", None), *args[:1]):
+        if owner is None:
+            continue
+        if inspect.isgenerator(owner) and owner.gi_frame is not None:
+            owner = getattr(owner.gi_frame.f_locals.get("self"), "queryset", None)
+        if isinstance(owner, (list, tuple)) and owner:  # prefetch_related_objects(instances)
+            owner = owner[0]
+        state = getattr(owner, "_state", None)
+        if state is not None and state.db:
+            return state.db
+        db = getattr(owner, "db", None)
+        if isinstance(db, str):
+            return db
+    return DEFAULT_DB_ALIAS
+
+
+def routed_sync_to_async(func: Callable | None = None, *, thread_sensitive: bool = True, executor: Any = None):
+    """``sync_to_async`` that runs calls for tandem aliases natively."""
+    if func is None:
+        return lambda f: routed_sync_to_async(f, thread_sensitive=thread_sensitive, executor=executor)
+    everywhere = _all_aliases_tandem()
+    if everywhere:
+        return native(func)
+    stock = _stock_sync_to_async(func, thread_sensitive=thread_sensitive, executor=executor)
+    if everywhere is False:
+        return stock
+    bridged = native(func)
+
+    async def routed(*args, **kwargs):
+        if is_tandem_alias(_alias_of(func, args, kwargs)):
+            return await bridged(*args, **kwargs)
+        return await stock(*args, **kwargs)
+
+    return routed
+
+
+def bridge_aware_async_to_sync(awaitable: Callable, *, force_new_loop: bool = False):
+    """``async_to_sync`` that, inside the bridge, awaits on the running loop.
+
+    asgiref refuses to run in a thread with a running loop; sync code in the
+    bridge (``Signal.send`` with an async receiver) can simply ``await_``.
+    """
+    stock = _stock_async_to_sync(awaitable, force_new_loop=force_new_loop)
+
+    def call(*args, **kwargs):
+        if in_bridge():
+            with lend_connections():
+                return await_(awaitable(*args, **kwargs))
+        return stock(*args, **kwargs)
+
+    return call
+
+
+def _patch(module_name: str, name: str, replacement: Any) -> None:
+    module = importlib.import_module(module_name)
+    if getattr(module, name, None) is not None:
+        setattr(module, name, replacement)
+
+
+def install() -> None:
+    """Activate tandem for the process (called from ``TandemConfig.ready``)."""
+    from tandem import scope, testing, views
+
+    scope.install()
+    for module_name in ORM_MODULES:
+        _patch(module_name, "sync_to_async", routed_sync_to_async)
+    _patch("django.dispatch.dispatcher", "async_to_sync", bridge_aware_async_to_sync)
+    views.install()
+    testing.install()

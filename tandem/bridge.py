@@ -1,0 +1,116 @@
+"""The greenlet bridge: run synchronous code on the event loop, await its I/O.
+
+``await native(fn)(*args)`` runs the ordinary function ``fn`` inside a fresh
+greenlet on the loop thread. When code inside it calls ``await_(awaitable)``,
+the greenlet switches back to the coroutine that started it; that coroutine
+awaits the awaitable on the loop like any other and switches back in with the
+result (or the exception). Django's ORM, unchanged, therefore runs on the loop
+thread while the driver's network waits become real ``await``s.
+
+One greenlet per unit of work (one ``native`` call), not per query: creating a
+greenlet costs a few microseconds, a query hundreds (see docs/concepts/bridge.md
+for the measurement).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
+
+from greenlet import getcurrent, greenlet
+
+__all__ = ["OutsideBridgeError", "await_", "in_bridge", "native"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class OutsideBridgeError(RuntimeError):
+    """``await_()`` was called from code that is not running under ``native()``."""
+
+
+class _Bridge(greenlet):
+    """A greenlet running synchronous code on behalf of an asyncio task."""
+
+
+def in_bridge() -> bool:
+    """Return True when the caller runs inside a ``native()`` call."""
+    return type(getcurrent()) is _Bridge
+
+
+def await_(awaitable: Awaitable[R]) -> R:
+    """Suspend the synchronous caller until ``awaitable`` completes on the loop.
+
+    Returns its result or raises its exception, at this point in the sync code.
+    Only valid inside ``native()``; anywhere else it closes the awaitable (so no
+    "never awaited" warning follows) and raises ``OutsideBridgeError``.
+    """
+    current = getcurrent()
+    if type(current) is not _Bridge:
+        if inspect.iscoroutine(awaitable):
+            awaitable.close()
+        raise OutsideBridgeError(
+            "tandem.await_() was called outside the bridge. Run the synchronous "
+            "code that needs it through tandem.native(): "
+            "`await tandem.native(fn)(*args)`."
+        )
+    return current.parent.switch(awaitable)
+
+
+# A unit of work is one outermost native() call of a task. The scope module
+# registers what brackets it (transaction locks, returning connections to the
+# pool); the bridge itself knows nothing about databases.
+_unit_hooks: list[Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]] = []
+
+
+def register_unit_hook(hook: Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]) -> None:
+    """Wrap every ``native()`` call in ``hook(run)``, which must await ``run()``."""
+    _unit_hooks.append(hook)
+
+
+async def _drive(fn: Callable[..., R], args: tuple, kwargs: dict) -> R:
+    """Run ``fn`` in a new bridge greenlet, awaiting whatever it hands us."""
+    parent = getcurrent()
+    child = _Bridge(fn, parent=parent)
+    # Share the task's Context object: the sync code sees the task's
+    # contextvars and its writes are visible to the task afterwards.
+    child.gr_context = parent.gr_context
+    request = child.switch(*args, **kwargs)
+    while not child.dead:
+        try:
+            value = await request
+        except BaseException as exc:  # noqa: BLE001 - includes CancelledError
+            # Raise it inside the sync code, at its await_() call, so its
+            # except/finally blocks run and may still do I/O (a rollback).
+            request = child.throw(exc)
+        else:
+            request = child.switch(value)
+    return request
+
+
+async def _run(fn: Callable[..., R], args: tuple, kwargs: dict) -> R:
+    if not _unit_hooks:
+        return await _drive(fn, args, kwargs)
+    run: Callable[[], Awaitable[R]] = lambda: _drive(fn, args, kwargs)  # noqa: E731
+    for hook in _unit_hooks:
+        run = functools.partial(hook, run)
+    return await run()
+
+
+def native(fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+    """Turn a synchronous callable into an async one that runs on the loop thread.
+
+    Same shape as ``asgiref.sync.sync_to_async(fn)`` and usable as a decorator;
+    ``await native(fn)(*args, **kwargs)`` runs ``fn`` in a bridge greenlet, so
+    tandem database backends do their I/O as ``await``s instead of blocking.
+    """
+    if inspect.iscoroutinefunction(fn):
+        raise TypeError(f"native() expects a synchronous callable, got coroutine function {fn!r}")
+
+    @functools.wraps(fn)
+    async def call_natively(*args: P.args, **kwargs: P.kwargs) -> R:
+        return await _run(fn, args, kwargs)
+
+    return call_natively

@@ -1,0 +1,1 @@
+"""tandem's database backends and the pieces they share."""

@@ -1,0 +1,1 @@
+"""Database backends: Django's own, bridged onto the event loop."""

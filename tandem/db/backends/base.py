@@ -1,0 +1,177 @@
+"""What every tandem backend adds to Django's ``DatabaseWrapper``.
+
+A tandem wrapper behaves exactly like Django's in sync code. On an event
+loop it is owned by one task (``task_owned``), takes its connection from the
+loop's pool for each unit of work and gives it back when the unit ends, and
+runs async ``on_commit`` callbacks by awaiting them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from typing import Any
+
+from asgiref.sync import async_to_sync
+
+from tandem.bridge import await_, in_bridge
+from tandem.db.guard import bridge_aware_guards
+from tandem.pool import Pool, PoolOptions, loop_pools, pool_for
+
+
+def bridgeable(wrapper_class: type) -> type:
+    """A subclass of Django's ``wrapper_class`` whose guards allow the bridge."""
+    name = f"Bridgeable{wrapper_class.__name__}"
+    return bridge_aware_guards(type(name, (wrapper_class,), {"__module__": __name__}))
+
+
+def _on_loop_outside_bridge() -> bool:
+    return asyncio._get_running_loop() is not None and not in_bridge()
+
+
+def _awaiting(func):
+    """A sync callable that runs the async callable ``func`` to completion."""
+
+    @functools.wraps(func)
+    def run():
+        if in_bridge():
+            return await_(func())
+        return async_to_sync(func)()
+
+    return run
+
+
+_background: set[asyncio.Task] = set()
+
+
+class TandemWrapperMixin:
+    """Mixed in before a ``bridgeable()`` Django wrapper by each tandem backend."""
+
+    # Set by tandem.scope when the wrapper is stored for an asyncio task.
+    task_owned = False
+    # Open server-side cursors: they live on the connection, so it stays.
+    pinned_cursors = 0
+
+    # -- hooks each backend implements for its driver --------------------------
+    @staticmethod
+    def connection_is_reusable(conn: Any) -> bool:
+        """True if ``conn`` is open, healthy and idle outside a transaction."""
+        raise NotImplementedError
+
+    @staticmethod
+    def close_raw_connection(conn: Any) -> None:
+        """Close a driver connection without waiting on the network."""
+        conn.close()
+
+    def ping_raw_connection(self, conn: Any) -> None:
+        """Raise if ``conn`` does not answer a trivial query."""
+        raise NotImplementedError
+
+    # -- the pool -------------------------------------------------------------
+    def tandem_pool(self) -> Pool:
+        """This alias's pool on the running event loop."""
+        return pool_for(self.alias, self._make_pool)
+
+    def _make_pool(self) -> Pool:
+        options = PoolOptions.from_settings(self.alias, self.settings_dict["OPTIONS"].get("pool"))
+        ping = self.ping_raw_connection if self.settings_dict["CONN_HEALTH_CHECKS"] else None
+        return Pool(
+            self.alias,
+            options,
+            reusable=self.connection_is_reusable,
+            close=self.close_raw_connection,
+            ping=ping,
+        )
+
+    def get_new_connection(self, conn_params):
+        """Open a connection; a task-owned wrapper takes one from the pool."""
+        if not self.task_owned:
+            return super().get_new_connection(conn_params)
+        return self.tandem_pool().acquire(lambda: super(TandemWrapperMixin, self).get_new_connection(conn_params))
+
+    def _close(self):
+        if self.task_owned and self.connection is not None:
+            self._give_back(self.connection)
+            return None
+        return super()._close()
+
+    def release_connection(self, force: bool = False) -> None:
+        """End of a unit of work: return an idle connection to the pool.
+
+        Kept while an atomic block or a server-side cursor still needs it,
+        unless ``force`` (the owning task has finished).
+        """
+        conn = self.connection
+        if conn is None or (not force and (self.in_atomic_block or self.pinned_cursors)):
+            return
+        self.connection = None
+        self.pinned_cursors = 0
+        self._give_back(conn)
+
+    def _give_back(self, conn: Any) -> None:
+        pool = loop_pools().get(self.alias) if asyncio._get_running_loop() else None
+        if pool is None:
+            self.close_raw_connection(conn)
+        else:
+            pool.release(conn)
+
+    # -- async-context behaviour ---------------------------------------------
+    def ensure_connection(self):
+        """Connect now; on the loop outside the bridge there is nothing to do.
+
+        Between units of work a tandem wrapper holds no connection by design:
+        the next unit takes one. (``CaptureQueriesContext`` calls this.)
+        """
+        if _on_loop_outside_bridge():
+            return
+        super().ensure_connection()
+
+    def on_commit(self, func, robust=False):
+        """Django's ``on_commit``; async callables are awaited after the commit."""
+        if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None)):
+            if not self.in_atomic_block and _on_loop_outside_bridge():
+                # No transaction: Django runs the callback now. We cannot
+                # await from here, so it runs as a task of its own.
+                task = asyncio.ensure_future(func())
+                _background.add(task)
+                task.add_done_callback(_background.discard)
+                return
+            func = _awaiting(func)
+        return super().on_commit(func, robust)
+
+    def chunked_cursor(self):
+        """A server-side cursor; the connection stays with the task until it closes."""
+        cursor = super().chunked_cursor()
+        self.pinned_cursors += 1
+        return PinnedCursor(cursor, self)
+
+
+class PinnedCursor:
+    """A Django cursor that unpins its wrapper's connection when closed."""
+
+    def __init__(self, cursor: Any, wrapper: TandemWrapperMixin) -> None:
+        self._cursor = cursor
+        self._wrapper = wrapper
+        self._pinned = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+    def __iter__(self):
+        return iter(self._cursor)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the cursor and unpin the connection."""
+        try:
+            self._cursor.close()
+        finally:
+            if self._pinned:
+                self._pinned = False
+                self._wrapper.pinned_cursors = max(0, self._wrapper.pinned_cursors - 1)

@@ -1,0 +1,229 @@
+"""Task-owned connection state for ``django.db.connections``.
+
+Django keeps one ``DatabaseWrapper`` per alias in an ``asgiref.local.Local``;
+on the loop thread that storage follows contextvars, so a task created after
+its parent touched a connection would inherit the parent's wrapper. For tandem
+aliases on an event loop we key wrappers by the asyncio task instead:
+
+* By default each task owns its wrappers. Their connection comes from the
+  loop's pool when a unit of work (an outermost ``native()`` call) needs one
+  and goes back as soon as the unit ends, unless a transaction or an open
+  server-side cursor still needs it.
+* A ``Shared`` wrapper is one several tasks use: the transaction of an
+  ``aatomic`` block (seen by the tasks created inside it, through a
+  contextvar) or a test's transaction (seen by every task, see
+  ``tandem.testing``). Units of tasks that share a wrapper run one at a time.
+
+Outside a running loop (sync code: WSGI, management commands, Celery) every
+lookup goes to Django's own storage: the sync path is untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from django.db import transaction as django_transaction
+
+from tandem.bridge import register_unit_hook
+from tandem.lock import TaskLock
+
+__all__ = ["Shared", "TransactionEnded", "install", "is_tandem_alias"]
+
+
+class TransactionEnded(django_transaction.TransactionManagementError):
+    """A task used the connection of an ``aatomic`` block that has ended."""
+
+
+class Shared:
+    """A wrapper used by several tasks, one unit of work at a time."""
+
+    def __init__(self, alias: str, wrapper: Any, owner: asyncio.Task | None = None) -> None:
+        self.alias = alias
+        self.wrapper = wrapper
+        self.owner = owner
+        self.lock = TaskLock()
+        self.ended = False
+
+    def checked_wrapper(self) -> Any:
+        """The wrapper, unless the block it belonged to has ended."""
+        if self.ended:
+            raise TransactionEnded(
+                f"This task was created inside an aatomic(using={self.alias!r}) block "
+                "that has ended; it can no longer use that transaction. Await the "
+                "tasks you create inside a block before the block ends, or create "
+                "them outside it."
+            )
+        return self.wrapper
+
+
+# alias -> innermost aatomic block visible to the current context
+transactions: ContextVar[dict[str, Shared]] = ContextVar("tandem_transactions", default={})  # noqa: B039
+# alias -> stack of test transactions every task joins (see tandem.testing)
+test_connections: dict[str, list[Shared]] = {}
+
+_owned: weakref.WeakKeyDictionary[asyncio.Task, dict[str, Any]] = weakref.WeakKeyDictionary()
+_unit_depth: dict[asyncio.Task, int] = {}
+_tandem_aliases: dict[str, bool] = {}
+
+
+def is_tandem_alias(alias: str) -> bool:
+    """True if ``alias`` is configured with a tandem backend."""
+    try:
+        return _tandem_aliases[alias]
+    except KeyError:
+        from django.db import connections
+
+        engine = connections.settings.get(alias, {}).get("ENGINE", "")
+        result = _tandem_aliases[alias] = engine.startswith("tandem.db.backends.")
+        return result
+
+
+def forget_settings(**kwargs: Any) -> None:
+    """Drop cached alias facts (connected to ``setting_changed``)."""
+    if kwargs.get("setting") == "DATABASES":
+        _tandem_aliases.clear()
+
+
+def current_task() -> asyncio.Task | None:
+    """The running asyncio task, or None in sync code."""
+    loop = asyncio._get_running_loop()
+    return None if loop is None else asyncio.current_task(loop)
+
+
+class TaskConnections:
+    """Stands in for ``ConnectionHandler._connections`` (an asgiref Local)."""
+
+    __slots__ = ("_django",)
+
+    def __init__(self, django_storage: Any) -> None:
+        object.__setattr__(self, "_django", django_storage)
+
+    def __getattr__(self, alias: str) -> Any:
+        task = current_task()
+        if task is None or not is_tandem_alias(alias):
+            return getattr(self._django, alias)
+        shared = transactions.get().get(alias)
+        if shared is not None:
+            return shared.checked_wrapper()
+        stack = test_connections.get(alias)
+        if stack:
+            return stack[-1].wrapper
+        try:
+            return _owned[task][alias]
+        except KeyError:
+            raise AttributeError(alias) from None
+
+    def __setattr__(self, alias: str, wrapper: Any) -> None:
+        task = current_task()
+        if task is None or not is_tandem_alias(alias):
+            setattr(self._django, alias, wrapper)
+            return
+        wrapper.task_owned = True
+        wrappers = _owned.get(task)
+        if wrappers is None:
+            wrappers = _owned[task] = {}
+            task.add_done_callback(_task_done)
+        wrappers[alias] = wrapper
+
+    def __delattr__(self, alias: str) -> None:
+        task = current_task()
+        if task is None or not is_tandem_alias(alias):
+            delattr(self._django, alias)
+            return
+        try:
+            del _owned[task][alias]
+        except KeyError:
+            raise AttributeError(alias) from None
+
+
+def _task_done(task: asyncio.Task) -> None:
+    for wrapper in _owned.pop(task, {}).values():
+        wrapper.release_connection(force=True)
+
+
+def _release_idle(task: asyncio.Task) -> None:
+    for wrapper in _owned.get(task, {}).values():
+        if wrapper.connection is not None:
+            wrapper.release_connection()
+
+
+def _locks_for_unit() -> list[TaskLock]:
+    shared = list(transactions.get().values())
+    for stack in test_connections.values():
+        if stack:
+            shared.append(stack[-1])
+    shared.sort(key=lambda s: s.alias)  # a fixed order: no lock-order deadlock
+    return [s.lock for s in shared if not s.ended]
+
+
+async def _unit_of_work(run):
+    """Bracket each native() call: take shared locks, return connections after."""
+    task = current_task()
+    depth = _unit_depth.get(task, 0)
+    held: list[TaskLock] = []
+    try:
+        if depth == 0:
+            for lock in _locks_for_unit():
+                await lock.acquire(task)
+                held.append(lock)
+        _unit_depth[task] = depth + 1
+        try:
+            return await run()
+        finally:
+            if depth:
+                _unit_depth[task] = depth
+            else:
+                del _unit_depth[task]
+                _release_idle(task)
+    finally:
+        for lock in reversed(held):
+            lock.release(task)
+
+
+_installed = False
+
+
+def install() -> None:
+    """Route ``django.db.connections`` through task-owned storage (idempotent)."""
+    global _installed
+    if _installed:
+        return
+    from django.core.signals import setting_changed
+    from django.db import connections
+
+    connections._connections = TaskConnections(connections._connections)
+    register_unit_hook(_unit_of_work)
+    setting_changed.connect(forget_settings)
+    _installed = True
+
+
+@contextmanager
+def lend_connections() -> Iterator[None]:
+    """Let tasks created in this block join the current task's open transactions.
+
+    Used when sync code in the bridge runs async code (``Signal.send`` with
+    async receivers): as in stock Django, that code must see the transaction
+    the sync code is in, and must not wait on its row locks from another
+    connection.
+    """
+    task = current_task()
+    lent = {
+        alias: Shared(alias, wrapper, owner=task)
+        for alias, wrapper in _owned.get(task, {}).items()
+        if wrapper.in_atomic_block
+    }
+    if not lent:
+        yield
+        return
+    token = transactions.set({**transactions.get(), **lent})
+    try:
+        yield
+    finally:
+        transactions.reset(token)
+        for shared in lent.values():
+            shared.ended = True

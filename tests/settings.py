@@ -1,0 +1,51 @@
+"""Settings for tandem's own test suite.
+
+The database under test is a parameter of the suite: ``TANDEM_TEST_DB``
+(default ``postgresql``) selects it, and ``TANDEM_POSTGRES_URL`` (default
+``postgresql://postgres@127.0.0.1:5432/test``) says where PostgreSQL is.
+"""
+
+import os
+from urllib.parse import urlsplit
+
+TEST_DB = os.environ.get("TANDEM_TEST_DB", "postgresql")
+POSTGRES_URL = os.environ.get("TANDEM_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def postgres(url: str = POSTGRES_URL, **extra) -> dict:
+    """A DATABASES entry for the tandem PostgreSQL backend at ``url``."""
+    parts = urlsplit(url)
+    return {
+        "ENGINE": "tandem.db.backends.postgresql",
+        "NAME": parts.path.lstrip("/") or "test",
+        "USER": parts.username or "",
+        "PASSWORD": parts.password or "",
+        "HOST": parts.hostname or "",
+        "PORT": str(parts.port or ""),
+        "OPTIONS": {"pool": {"max_size": 20, "timeout": 10}},
+        **extra,
+    }
+
+
+if TEST_DB != "postgresql":
+    raise RuntimeError(f"TANDEM_TEST_DB={TEST_DB!r}: only 'postgresql' is supported so far")
+
+DATABASES = {
+    "default": postgres(),
+    # The same server through Django's stock backend, for side-by-side checks.
+    "stock": {**postgres(), "ENGINE": "django.db.backends.postgresql", "OPTIONS": {}},
+}
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "tandem",
+    "tests.app",
+]
+SECRET_KEY = "tandem-tests"
+USE_TZ = True
+TIME_ZONE = "UTC"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+ROOT_URLCONF = "tests.app.urls"
+ALLOWED_HOSTS = ["*"]
+MIDDLEWARE = []
