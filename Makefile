@@ -1,0 +1,38 @@
+# Two commands do everything on a fresh machine:
+#   make demo   - the example project on uvicorn at http://127.0.0.1:8000/
+#   make test   - create the virtualenv, install, run the whole test suite
+# PYTHON picks the interpreter (and so the Django version: 3.11 -> 5.2 LTS,
+# 3.12+ -> 6.1); VENV where its environment lives.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m coverage run -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m coverage report --fail-under=80
+
+lint: $(STAMP)
+	$(BIN)/ruff check tandem tests bench example
+	$(BIN)/ruff format --check tandem tests bench example
+
+demo: $(STAMP)
+	cd example && $(abspath $(BIN))/python manage.py ensure_db
+	cd example && $(abspath $(BIN))/python manage.py migrate --noinput
+	cd example && $(abspath $(BIN))/python manage.py seed
+	@echo "tandem demo: http://127.0.0.1:8000/"
+	cd example && $(abspath $(BIN))/python -m uvicorn demo.asgi:application --host 127.0.0.1 --port 8000
+
+bench: $(STAMP)
+	$(BIN)/python bench/orm.py
+
+clean:
+	rm -rf .venv .venv-* .coverage* .pytest_cache

@@ -1,0 +1,46 @@
+"""Events and their ticket types."""
+
+from django.db import models
+
+
+class Event(models.Model):
+    """Something people buy tickets for."""
+
+    name = models.CharField(max_length=200)
+    venue = models.CharField(max_length=200)
+    starts_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["starts_at", "pk"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TicketType(models.Model):
+    """One kind of ticket for an event (standing, seated, ...), with its stock."""
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="ticket_types")
+    name = models.CharField(max_length=100)
+    price = models.DecimalField(max_digits=8, decimal_places=2)
+    capacity = models.PositiveIntegerField()
+    sold = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["price", "pk"]
+        # The database itself refuses to oversell, whatever the code does.
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(sold__lte=models.F("capacity")), name="sold_within_capacity"
+            )
+        ]
+
+    def __str__(self) -> str:
+        # Only own fields: a lazy self.event lookup would be a query, and
+        # str() must stay safe to call from async code.
+        return self.name
+
+    @property
+    def available(self) -> int:
+        """Tickets left to sell."""
+        return self.capacity - self.sold
