@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from asgiref import sync as asgiref_sync
+from django.apps import apps
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from tandem.bridge import await_, in_bridge, native
@@ -98,6 +99,10 @@ def bridge_aware_async_to_sync(awaitable: Callable, *, force_new_loop: bool = Fa
 
 
 def _patch(module_name: str, name: str, replacement: Any) -> None:
+    if module_name.startswith("django.contrib.contenttypes") and not apps.is_installed(
+        "django.contrib.contenttypes"
+    ):
+        return  # importing its models without the app installed would fail
     module = importlib.import_module(module_name)
     if getattr(module, name, None) is not None:
         setattr(module, name, replacement)

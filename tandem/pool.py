@@ -93,6 +93,16 @@ class Pool:
         """Connections open or being opened."""
         return len(self._born) + self._pending
 
+    @property
+    def idle(self) -> int:
+        """Open connections waiting in the pool."""
+        return len(self._idle)
+
+    @property
+    def waiting(self) -> int:
+        """Tasks waiting for a connection."""
+        return sum(not turn.done() for turn in self._waiters)
+
     def acquire(self, connect: Callable[[], Any]) -> Any:
         """Return a connection; call in the bridge. ``connect`` opens a new one."""
         deadline = time.monotonic() + self.options.timeout

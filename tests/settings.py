@@ -22,7 +22,7 @@ def postgres(url: str = POSTGRES_URL, **extra) -> dict:
         "PASSWORD": parts.password or "",
         "HOST": parts.hostname or "",
         "PORT": str(parts.port or ""),
-        "OPTIONS": {"pool": {"max_size": 20, "timeout": 10}},
+        "OPTIONS": {"pool": {"max_size": 20, "timeout": 10}, "application_name": "tandem-tests"},
         **extra,
     }
 
@@ -30,10 +30,31 @@ def postgres(url: str = POSTGRES_URL, **extra) -> dict:
 if TEST_DB != "postgresql":
     raise RuntimeError(f"TANDEM_TEST_DB={TEST_DB!r}: only 'postgresql' is supported so far")
 
+# Aliases the tests never declare in `databases=`: pytest-django creates no
+# test database for them, so they reach the server's `postgres` database with
+# their own OPTIONS. Their tests run raw SQL only.
+raw_sql = {"NAME": "postgres"}
+
 DATABASES = {
     "default": postgres(),
+    "small": postgres(**raw_sql, OPTIONS={"pool": {"max_size": 2, "timeout": 0.5}}),
+    "checked": postgres(**raw_sql, CONN_HEALTH_CHECKS=True),
+    "tuned": postgres(
+        **raw_sql,
+        OPTIONS={
+            "isolation_level": 3,  # psycopg.IsolationLevel.SERIALIZABLE
+            "assume_role": "tandem_assumed",
+            "server_side_binding": True,
+            "prepare_threshold": 0,
+        },
+    ),
     # The same server through Django's stock backend, for side-by-side checks.
-    "stock": {**postgres(), "ENGINE": "django.db.backends.postgresql", "OPTIONS": {}},
+    "stock": {
+        **postgres(),
+        "ENGINE": "django.db.backends.postgresql",
+        "OPTIONS": {},
+        "TEST": {"NAME": "test_tandem_stock"},
+    },
 }
 
 INSTALLED_APPS = [

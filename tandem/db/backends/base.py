@@ -175,3 +175,20 @@ class PinnedCursor:
             if self._pinned:
                 self._pinned = False
                 self._wrapper.pinned_cursors = max(0, self._wrapper.pinned_cursors - 1)
+
+
+class TandemCreationMixin:
+    """Test-database creation that keeps task-owned wrappers in step.
+
+    Django points a mirror alias at its primary's settings only on the
+    wrapper of the current thread. Tasks create wrappers of their own from
+    ``connections.settings``, so we point that at the primary's settings too;
+    otherwise an async test could reach the real database through a mirror.
+    """
+
+    def set_as_test_mirror(self, primary_settings_dict):
+        """Make this alias a mirror of the primary, for threads and tasks alike."""
+        from django.db import connections
+
+        super().set_as_test_mirror(primary_settings_dict)
+        connections.settings[self.connection.alias] = primary_settings_dict

@@ -16,9 +16,10 @@ import types
 
 import psycopg
 from django.db.backends.postgresql import base as django_postgresql
+from django.db.backends.postgresql import creation as django_creation
 from psycopg.pq import TransactionStatus
 
-from tandem.db.backends.base import TandemWrapperMixin, bridgeable
+from tandem.db.backends.base import TandemCreationMixin, TandemWrapperMixin, bridgeable
 from tandem.db.backends.postgresql.driver import BridgedConnection
 
 
@@ -34,10 +35,15 @@ class _Driver(types.ModuleType):
 Database = _Driver("psycopg")
 
 
+class DatabaseCreation(TandemCreationMixin, django_creation.DatabaseCreation):
+    """Django's test-database creation for PostgreSQL."""
+
+
 class DatabaseWrapper(TandemWrapperMixin, bridgeable(django_postgresql.DatabaseWrapper)):
     """Django's PostgreSQL ``DatabaseWrapper`` on the event loop."""
 
     Database = Database
+    creation_class = DatabaseCreation
 
     @property
     def pool(self):

@@ -1,0 +1,1 @@
+"""Models for the ORM benchmark (``bench/orm.py``): nothing else uses them."""

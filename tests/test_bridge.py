@@ -1,0 +1,165 @@
+"""The greenlet bridge: native(), await_(), in_bridge()."""
+
+import asyncio
+import contextvars
+import gc
+import threading
+import traceback
+import warnings
+
+import pytest
+
+from tandem import OutsideBridgeError, await_, in_bridge, native
+
+request_id = contextvars.ContextVar("request_id", default=None)
+
+
+async def test_native_runs_sync_code_on_the_loop_thread():
+    loop_thread = threading.get_ident()
+
+    def where():
+        return threading.get_ident(), in_bridge()
+
+    assert await native(where)() == (loop_thread, True)
+    assert not in_bridge()
+
+
+async def test_native_passes_arguments_and_works_as_decorator():
+    @native
+    def add(a, b, *, c=0):
+        """Add numbers."""
+        return a + b + c
+
+    assert await add(1, 2, c=3) == 6
+    assert add.__name__ == "add" and add.__doc__ == "Add numbers."
+
+
+async def test_await_returns_the_awaited_value():
+    async def later(value):
+        await asyncio.sleep(0.01)
+        return value
+
+    def sync_code():
+        return await_(later(1)) + await_(later(2))
+
+    assert await native(sync_code)() == 3
+
+
+async def test_await_outside_the_bridge_raises_and_closes_the_coroutine():
+    async def never():
+        return 1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "coroutine was never awaited" would fail here
+        with pytest.raises(OutsideBridgeError, match=r"native\(\)"):
+            await_(never())
+        gc.collect()
+
+
+def test_await_outside_any_loop_raises_too():
+    with pytest.raises(OutsideBridgeError):
+        await_(asyncio.sleep(0))
+
+
+async def test_sync_code_sees_and_sets_the_task_contextvars():
+    request_id.set("r-1")
+
+    def sync_code():
+        seen = request_id.get()
+        request_id.set("r-2")
+        return seen
+
+    assert await native(sync_code)() == "r-1"
+    assert request_id.get() == "r-2"
+
+
+async def test_tasks_keep_their_own_context_while_interleaving():
+    async def one(name):
+        request_id.set(name)
+
+        def sync_code():
+            await_(asyncio.sleep(0.01))
+            return request_id.get()
+
+        return await native(sync_code)()
+
+    assert await asyncio.gather(*(one(f"t{i}") for i in range(10))) == [f"t{i}" for i in range(10)]
+
+
+async def test_exceptions_reach_the_caller_with_their_traceback():
+    def innermost():
+        raise KeyError("lost")
+
+    def sync_code():
+        await_(asyncio.sleep(0))
+        innermost()
+
+    with pytest.raises(KeyError) as info:
+        await native(sync_code)()
+    names = [frame.name for frame in traceback.extract_tb(info.value.__traceback__)]
+    assert names[-2:] == ["sync_code", "innermost"]
+
+
+async def test_async_exceptions_are_raised_at_the_await_point_in_sync_code():
+    async def failing():
+        raise ValueError("from async")
+
+    def sync_code():
+        try:
+            await_(failing())
+        except ValueError as exc:
+            return f"caught {exc}"
+
+    assert await native(sync_code)() == "caught from async"
+
+
+async def test_cancellation_is_raised_inside_sync_code_which_can_still_await():
+    events = []
+
+    def sync_code():
+        try:
+            await_(asyncio.sleep(10))
+        except asyncio.CancelledError:
+            events.append("cancelled")
+            raise
+        finally:
+            await_(asyncio.sleep(0.01))  # cleanup I/O, e.g. a rollback
+            events.append("cleaned up")
+
+    task = asyncio.create_task(native(sync_code)())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert events == ["cancelled", "cleaned up"]
+
+
+async def test_nesting_sync_native_async_native_sync():
+    def inner_sync(x):
+        return (x, in_bridge())
+
+    async def middle_async(x):
+        return await native(inner_sync)(x + 1)
+
+    def outer_sync(x):
+        return await_(middle_async(x + 1))
+
+    assert await native(outer_sync)(1) == (3, True)
+
+
+def test_native_rejects_coroutine_functions():
+    async def coro():
+        pass
+
+    with pytest.raises(TypeError, match="synchronous"):
+        native(coro)
+
+
+async def test_parallel_native_calls_interleave():
+    def sleeper():
+        await_(asyncio.sleep(0.2))
+
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await asyncio.gather(*(native(sleeper)() for _ in range(20)))
+    assert loop.time() - start < 1.0  # 20 x 0.2 s in sequence would be 4 s
