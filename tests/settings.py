@@ -8,6 +8,8 @@ The database under test is a parameter of the suite: ``TANDEM_TEST_DB``
 import os
 from urllib.parse import urlsplit
 
+from psycopg import IsolationLevel
+
 TEST_DB = os.environ.get("TANDEM_TEST_DB", "postgresql")
 POSTGRES_URL = os.environ.get("TANDEM_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -42,7 +44,7 @@ DATABASES = {
     "tuned": postgres(
         **raw_sql,
         OPTIONS={
-            "isolation_level": 3,  # psycopg.IsolationLevel.SERIALIZABLE
+            "isolation_level": IsolationLevel.SERIALIZABLE,
             "assume_role": "tandem_assumed",
             "server_side_binding": True,
             "prepare_threshold": 0,

@@ -147,7 +147,7 @@ async def test_async_paginator(queries):
     paginator = AsyncPaginator(Book.objects.order_by("pk"), 4)
     assert await paginator.acount() == 10
     page = await paginator.apage(3)
-    assert len([b async for b in page.object_list] if hasattr(page.object_list, "__aiter__") else page) == 2
+    assert [b.title for b in await page.aget_object_list()] == ["B8", "B9"]
     assert_native(queries)
 
 

@@ -1,0 +1,89 @@
+"""A task cancelled during a query cancels it on the server too."""
+
+import asyncio
+
+import pytest
+from django.db import connection
+
+from tandem import aatomic, native
+from tandem.pool import loop_pools
+from tests.app.models import Author
+from tests.pg import server_state
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _sleep_reporting_pid(pids, seconds):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pids.append(cursor.fetchone()[0])
+        cursor.execute("SELECT pg_sleep(%s)", [seconds])
+
+
+async def _wait_until_not_active(pid, within=1.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        if await server_state(pid) != "active":
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_cancelled_query_stops_on_the_server_and_the_pool_stays_usable():
+    pids = []
+    task = asyncio.create_task(native(_sleep_reporting_pid)(pids, 5))
+    await asyncio.sleep(0.1)
+    assert await server_state(pids[0]) == "active"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await _wait_until_not_active(pids[0])
+    assert await Author.objects.acount() == 0  # the next query from the pool works
+    pool = loop_pools()["default"]
+    assert pool.idle == pool.size  # the connection came back idle and clean
+
+
+async def test_wait_for_timeout_inside_aatomic_rolls_back():
+    pids = []
+
+    async def buy():
+        async with aatomic():
+            await Author.objects.acreate(name="never committed")
+            await native(_sleep_reporting_pid)(pids, 5)
+
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(buy(), 0.2)
+    assert await _wait_until_not_active(pids[0])
+    assert await Author.objects.acount() == 0
+    assert await server_state(pids[0]) in ("idle", None)  # reused clean, or discarded
+
+
+async def test_cancelled_while_waiting_for_a_pool_connection():
+    release = asyncio.Event()
+
+    holders = [asyncio.create_task(_hold_small(release)) for _ in range(2)]
+    await asyncio.sleep(0.05)
+    waiter = asyncio.create_task(native(_query_small)())
+    await asyncio.sleep(0.05)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    release.set()
+    await asyncio.gather(*holders)
+    assert loop_pools()["small"].size <= 2
+    assert await native(_query_small)() == 1
+
+
+async def _hold_small(release):
+    async with aatomic(using="small"):
+        await native(_query_small)()
+        await release.wait()
+
+
+def _query_small():
+    from django.db import connections
+
+    with connections["small"].cursor() as cursor:
+        cursor.execute("SELECT 1")
+        return cursor.fetchone()[0]

@@ -1,0 +1,70 @@
+"""Task-owned connections: each task its own, held only while a query runs."""
+
+import asyncio
+import logging
+
+import pytest
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
+
+from tandem import native
+from tandem.pool import loop_pools
+from tests.app.models import Author
+from tests.pg import backend_pid
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def test_parallel_queries_run_concurrently_on_separate_connections():
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    pids = await asyncio.gather(*(native(backend_pid)("default", 0.2) for _ in range(10)))
+    elapsed = loop.time() - start
+    assert len(set(pids)) == 10
+    assert elapsed < 1.0  # one after another: 2 s
+
+
+async def test_create_task_and_taskgroup_also_run_in_parallel():
+    tasks = [asyncio.create_task(native(backend_pid)("default", 0.1)) for _ in range(3)]
+    assert len(set(await asyncio.gather(*tasks))) == 3
+
+
+async def test_the_connection_goes_back_to_the_pool_after_each_operation():
+    await Author.objects.acreate(name="a")
+    pool = loop_pools()["default"]
+    assert connection.connection is None  # this task holds none...
+    assert pool.idle == pool.size >= 1  # ...it waits in the pool
+    await asyncio.sleep(0.01)  # a request waiting on something else holds nothing
+    assert (await Author.objects.aget(name="a")).name == "a"
+    assert pool.size == 1  # and the next operation reuses it
+
+
+async def test_each_task_has_its_own_wrapper_even_if_its_parent_touched_one():
+    parent = connections["default"]
+
+    async def child():
+        return connections["default"]
+
+    children = await asyncio.gather(child(), child())
+    assert parent not in children and children[0] is not children[1]
+
+
+def test_sync_code_keeps_djangos_thread_wrapper():
+    assert connections["default"] is connections["default"]
+    assert connections["default"].task_owned is False
+
+
+async def test_queries_are_logged_under_debug(settings, caplog):
+    settings.DEBUG = True
+    with caplog.at_level(logging.DEBUG, logger="django.db.backends"):
+        await Author.objects.filter(name="logged").acount()
+    assert any("logged" in q["sql"] for q in connection.queries)
+    assert any("logged" in record.getMessage() for record in caplog.records)
+
+
+async def test_capture_queries_context_in_async_code():
+    with CaptureQueriesContext(connection) as captured:
+        await Author.objects.acreate(name="x")
+        await Author.objects.acount()
+    assert len(captured) == 2
+    assert "INSERT" in captured[0]["sql"]

@@ -1,0 +1,100 @@
+"""The per-loop pool: limits, health checks, closing with the loop, options."""
+
+import asyncio
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from tandem import native
+from tandem.pool import PoolOptions, PoolTimeout, loop_pools
+from tests.pg import alive, backend_pid
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def test_exhausted_pool_waits_without_blocking_then_names_alias_and_size():
+    release = asyncio.Event()
+
+    def hold():
+        from django.db import connections, transaction
+
+        with transaction.atomic(using="small"):
+            connections["small"].cursor().execute("SELECT 1")
+            from tandem import await_
+
+            await_(release.wait())
+
+    holders = [asyncio.create_task(native(hold)()) for _ in range(2)]
+    await asyncio.sleep(0.1)
+    ticks = 0
+
+    async def ticker():  # the loop keeps running while we wait for a connection
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticking = asyncio.create_task(ticker())
+    with pytest.raises(PoolTimeout, match=r"'small'.*all 2 connections"):
+        await native(backend_pid)("small")
+    ticking.cancel()
+    assert ticks > 10
+    release.set()
+    await asyncio.gather(*holders)
+    assert await native(backend_pid)("small")  # free again
+
+
+async def test_a_waiter_gets_the_connection_released_by_another_task():
+    results = await asyncio.gather(*(native(backend_pid)("small", 0.05) for _ in range(6)))
+    assert len(set(results)) <= 2
+    assert loop_pools()["small"].size <= 2
+
+
+async def test_health_checks_replace_a_connection_killed_while_idle():
+    pid = await native(backend_pid)("checked")
+    killer = await native(_terminate)(pid)
+    assert killer
+    await asyncio.sleep(0.1)
+    new_pid = await native(backend_pid)("checked")  # no error: the pool pinged first
+    assert new_pid != pid
+
+
+def _terminate(pid):
+    from django.db import connections
+
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+        return cursor.fetchone()[0]
+
+
+def test_pools_close_when_the_loop_ends():
+    async def main():
+        pids = await asyncio.gather(*(native(backend_pid)("default", 0.05) for _ in range(5)))
+        assert loop_pools()["default"].size == 5
+        return set(pids)
+
+    pids = asyncio.run(main())
+    assert len(pids) == 5
+    assert alive(pids) == set()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("yes", "must be True or a dict"),
+        ({"max_sise": 3}, "unknown option 'max_sise'"),
+        ({"timeout": -1}, r"\['timeout'\] must be a number >= 0"),
+        ({"max_size": 0}, r"\['max_size'\] must be an integer >= 1"),
+        ({"min_size": 5, "max_size": 2}, r"\['min_size'\] must be an integer <= max_size"),
+    ],
+)
+def test_invalid_pool_options_are_rejected_by_name(value, message):
+    with pytest.raises(ImproperlyConfigured, match=r"DATABASES\['x'\]\['OPTIONS'\]\['pool'\]"):
+        PoolOptions.from_settings("x", value)
+    with pytest.raises(ImproperlyConfigured, match=message):
+        PoolOptions.from_settings("x", value)
+
+
+def test_pool_option_defaults():
+    assert PoolOptions.from_settings("x", True) == PoolOptions()
+    assert PoolOptions.from_settings("x", {"max_size": 3}).max_size == 3
