@@ -61,7 +61,9 @@ def _alias_of(func: Callable, args: tuple, kwargs: dict) -> str:
     return DEFAULT_DB_ALIAS
 
 
-def routed_sync_to_async(func: Callable | None = None, *, thread_sensitive: bool = True, executor: Any = None):
+def routed_sync_to_async(
+    func: Callable | None = None, *, thread_sensitive: bool = True, executor: Any = None
+):
     """``sync_to_async`` that runs calls for tandem aliases natively."""
     if func is None:
         return lambda f: routed_sync_to_async(f, thread_sensitive=thread_sensitive, executor=executor)

@@ -81,7 +81,7 @@ async def _drive(fn: Callable[..., R], args: tuple, kwargs: dict) -> R:
     while not child.dead:
         try:
             value = await request
-        except BaseException as exc:  # noqa: BLE001 - includes CancelledError
+        except BaseException as exc:
             # Raise it inside the sync code, at its await_() call, so its
             # except/finally blocks run and may still do I/O (a rollback).
             request = child.throw(exc)

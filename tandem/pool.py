@@ -27,7 +27,7 @@ from tandem.bridge import await_
 __all__ = ["Pool", "PoolOptions", "PoolTimeout", "pool_for"]
 
 
-class PoolTimeout(OperationalError):
+class PoolTimeout(OperationalError):  # noqa: N818 - named like psycopg_pool's
     """No pooled connection became free within ``OPTIONS["pool"]["timeout"]``."""
 
 
@@ -231,9 +231,7 @@ class Pool:
 
 # -- one set of pools per event loop -----------------------------------------
 
-_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Pool]] = (
-    weakref.WeakKeyDictionary()
-)
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Pool]] = weakref.WeakKeyDictionary()
 
 
 def pool_for(alias: str, make: Callable[[], Pool]) -> Pool:

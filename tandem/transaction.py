@@ -110,4 +110,3 @@ class aatomic:  # noqa: N801 - named like Django's atomic
                 return await func(*args, **kwargs)
 
         return inner  # type: ignore[return-value]
-

@@ -19,8 +19,7 @@ def assumed_role():
     # Roles are server-wide; the "tuned" alias does SET ROLE tandem_assumed.
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(
-            "DO $$ BEGIN CREATE ROLE tandem_assumed; "
-            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+            "DO $$ BEGIN CREATE ROLE tandem_assumed; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
         )
 
 

@@ -42,6 +42,10 @@ def _awaiting(func):
     return run
 
 
+def _is_async_callable(func) -> bool:
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__)
+
+
 _background: set[asyncio.Task] = set()
 
 
@@ -88,7 +92,8 @@ class TandemWrapperMixin:
         """Open a connection; a task-owned wrapper takes one from the pool."""
         if not self.task_owned:
             return super().get_new_connection(conn_params)
-        return self.tandem_pool().acquire(lambda: super(TandemWrapperMixin, self).get_new_connection(conn_params))
+        open_new = super().get_new_connection
+        return self.tandem_pool().acquire(lambda: open_new(conn_params))
 
     def _close(self):
         if self.task_owned and self.connection is not None:
@@ -129,7 +134,7 @@ class TandemWrapperMixin:
 
     def on_commit(self, func, robust=False):
         """Django's ``on_commit``; async callables are awaited after the commit."""
-        if inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(getattr(func, "__call__", None)):
+        if _is_async_callable(func):
             if not self.in_atomic_block and _on_loop_outside_bridge():
                 # No transaction: Django runs the callback now. We cannot
                 # await from here, so it runs as a task of its own.

@@ -102,6 +102,6 @@ class BridgedConnection(psycopg.Connection):
             await_(waiting.wait_async(gen, self.pgconn.socket, timeout=CANCEL_TIMEOUT))
         except errors.QueryCanceled:
             pass  # what we asked for
-        except BaseException as exc:  # noqa: BLE001 - any failure leaves it unknown
+        except BaseException as exc:
             logger.warning("query cancellation failed (%s): closing connection", exc)
             self.pgconn.finish()
