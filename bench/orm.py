@@ -5,7 +5,7 @@ Run from the repository root::
 
     python bench/orm.py              # full run: 5 rounds, ~2 minutes
     python bench/orm.py --quick      # smoke run: a few seconds
-    python bench/orm.py --profile aget   # cProfile of tandem's aget loop
+    python bench/orm.py --profile aget   # where tandem's aget spends its time
 
 Modes, each on its own alias of the same database:
 
@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
 import gc
 import json
 import os
 import platform
-import pstats
 import statistics
 import subprocess
 import sys
@@ -41,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -82,9 +80,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         metavar="OP",
-        help="instead of the benchmark, cProfile one operation (e.g. aget) in --profile-mode",
+        help="instead of the benchmark, profile one operation (e.g. aget) in --profile-mode",
     )
-    parser.add_argument("--profile-mode", choices=MODES, default="tandem")
+    parser.add_argument("--profile-mode", choices=MODES, default="tandem", help="default: tandem")
+    parser.add_argument("--profile-all", action="store_true", help="show every frame in the profile")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.iterations = 2, 20
@@ -143,9 +142,7 @@ def configure_django(url: str) -> None:
         sys.path.insert(0, str(BENCH_DIR))
     settings.configure(
         DATABASES=database_settings(url),
-        # tandem patches django.contrib.contenttypes.fields on startup, which
-        # imports ContentType: the app must be installed.
-        INSTALLED_APPS=["django.contrib.contenttypes", "tandem", "benchapp"],
+        INSTALLED_APPS=["tandem", "benchapp"],
         SECRET_KEY="tandem-bench",
         USE_TZ=True,
         TIME_ZONE="UTC",
@@ -157,26 +154,33 @@ def configure_django(url: str) -> None:
 # -- timing --------------------------------------------------------------------
 
 
-def time_sync(fn: Callable, alias: str, fixture: Any, calls: int, warmup: int) -> float:
-    """Seconds per call of ``fn(alias, fixture)``, measured in the calling thread."""
+class Sample(NamedTuple):
+    """One measurement: seconds per call, wall clock and this process's CPU."""
+
+    wall: float
+    cpu: float  # all threads: for stock async it includes asgiref's worker thread
+
+
+def time_sync(fn: Callable, alias: str, fixture: Any, calls: int, warmup: int) -> Sample:
+    """Per call of ``fn(alias, fixture)``, measured in the calling thread."""
     for _ in range(warmup):
         fn(alias, fixture)
     gc.collect()  # so no collection left over from the last batch lands in this one
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(calls):
         fn(alias, fixture)
-    return (time.perf_counter() - start) / calls
+    return Sample((time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls)
 
 
-async def time_async(fn: Callable, alias: str, fixture: Any, calls: int, warmup: int) -> float:
-    """Seconds per call of ``await fn(alias, fixture)``, awaited one after the other."""
+async def time_async(fn: Callable, alias: str, fixture: Any, calls: int, warmup: int) -> Sample:
+    """Per call of ``await fn(alias, fixture)``, awaited one after the other."""
     for _ in range(warmup):
         await fn(alias, fixture)
     gc.collect()
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(calls):
         await fn(alias, fixture)
-    return (time.perf_counter() - start) / calls
+    return Sample((time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls)
 
 
 class Runner:
@@ -188,8 +192,8 @@ class Runner:
         # persists (CONN_MAX_AGE=None) from call to call.
         self.sync_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-sync")
 
-    async def measure(self, op: Any, mode: str, calls: int, warmup: int) -> float:
-        """Seconds per call of ``op`` in ``mode``."""
+    async def measure(self, op: Any, mode: str, calls: int, warmup: int) -> Sample:
+        """Time ``calls`` calls of ``op`` in ``mode``."""
         alias = ALIASES[mode]
         if mode == "sync":
             loop = asyncio.get_running_loop()
@@ -230,9 +234,9 @@ def mode_order(round_index: int) -> tuple[str, ...]:
 
 
 async def run_rounds(operations: tuple, fixture: Any, args: argparse.Namespace) -> dict[str, dict]:
-    """Every round's seconds per call: ``raw[op.key][mode] == [round0, round1, ...]``."""
+    """Every round's sample: ``raw[op.key][mode] == [round0, round1, ...]``."""
     runner = Runner(fixture)
-    raw: dict[str, dict[str, list[float]]] = {op.key: {mode: [] for mode in MODES} for op in operations}
+    raw: dict[str, dict[str, list[Sample]]] = {op.key: {mode: [] for mode in MODES} for op in operations}
     try:
         # Warm-up round, not recorded: pools fill, statements and caches warm.
         for op in operations:
@@ -243,8 +247,8 @@ async def run_rounds(operations: tuple, fixture: Any, args: argparse.Namespace) 
             for op in operations:
                 calls = op.iterations(args.iterations)
                 for mode in mode_order(index):
-                    seconds = await runner.measure(op, mode, calls, max(1, calls // 20))
-                    raw[op.key][mode].append(seconds)
+                    sample = await runner.measure(op, mode, calls, max(1, calls // 20))
+                    raw[op.key][mode].append(sample)
             elapsed = time.perf_counter() - started
             print(f"  round {index + 1}/{args.rounds} done in {elapsed:.1f} s", flush=True)
     finally:
@@ -253,38 +257,48 @@ async def run_rounds(operations: tuple, fixture: Any, args: argparse.Namespace) 
 
 
 async def profile_operation(operations: tuple, fixture: Any, args: argparse.Namespace) -> None:
-    """cProfile ``--iterations`` calls of one operation, after a warm-up."""
+    """Profile ``--iterations`` calls of one operation with pyinstrument, after a warm-up.
+
+    A sampling profiler, because cProfile misreads greenlet switches and
+    coroutine resumptions as calls. The bridge greenlet's stack (the sync ORM
+    code) shows up as a root of its own, next to the event loop's.
+    """
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        raise SystemExit("--profile needs pyinstrument: pip install pyinstrument") from None
     by_key = {op.key: op for op in operations}
     if args.profile not in by_key:
         raise SystemExit(f"unknown operation {args.profile!r}; choose from {', '.join(by_key)}")
     op, mode = by_key[args.profile], args.profile_mode
-    if mode == "sync":
-        raise SystemExit("--profile-mode sync is not supported: profile an async mode")
     runner = Runner(fixture)
+    calls = op.iterations(args.iterations)
+    profiler = Profiler(interval=0.0002, async_mode="disabled")
     try:
-        calls = op.iterations(args.iterations)
-        await runner.measure(op, mode, calls, calls // 4)
-        profiler = cProfile.Profile()
-        profiler.enable()
-        seconds = await time_async(getattr(op, mode), ALIASES[mode], fixture, calls, 0)
-        profiler.disable()
+        await runner.measure(op, mode, max(2, calls // 4), 0)
+        profiler.start()
+        sample = await runner.measure(op, mode, calls, 0)
+        profiler.stop()
     finally:
         await runner.close()
-    print(f"{op.title} in {mode}: {seconds * 1e6:.1f} µs per call under cProfile, {calls} calls")
-    stats = pstats.Stats(profiler, stream=sys.stdout)
-    stats.sort_stats("tottime").print_stats(30)
-    stats.sort_stats("cumulative").print_stats(40)
+    print(
+        f"{op.title} in {mode}: {calls} calls, {sample.wall * 1e6:.1f} µs wall and "
+        f"{sample.cpu * 1e6:.1f} µs CPU per call, under the profiler"
+    )
+    print(profiler.output_text(unicode=False, color=False, show_all=args.profile_all))
 
 
 # -- results -------------------------------------------------------------------
 
 
-def summarize(operations: tuple, raw: dict[str, dict[str, list[float]]]) -> list[dict[str, Any]]:
-    """Per operation: unit, medians per mode and the two ratios."""
+def summarize(operations: tuple, raw: dict[str, dict[str, list[Sample]]]) -> list[dict[str, Any]]:
+    """Per operation: unit, medians per mode (wall and CPU), the two ratios, raw rounds."""
     rows = []
     for op in operations:
         scale = 1e3 if op.in_ms else 1e6
-        median = {mode: statistics.median(raw[op.key][mode]) * scale for mode in MODES}
+        rounds = {mode: [sample.wall * scale for sample in raw[op.key][mode]] for mode in MODES}
+        cpu_rounds = {mode: [sample.cpu * scale for sample in raw[op.key][mode]] for mode in MODES}
+        median = {mode: statistics.median(rounds[mode]) for mode in MODES}
         rows.append(
             {
                 "key": op.key,
@@ -293,7 +307,9 @@ def summarize(operations: tuple, raw: dict[str, dict[str, list[float]]]) -> list
                 "median": median,
                 "tandem_vs_sync": median["tandem"] / median["sync"],
                 "stock_vs_tandem": median["stock"] / median["tandem"],
-                "rounds": {mode: [value * scale for value in raw[op.key][mode]] for mode in MODES},
+                "median_cpu": {mode: statistics.median(cpu_rounds[mode]) for mode in MODES},
+                "rounds": rounds,
+                "cpu_rounds": cpu_rounds,
             }
         )
     return rows
@@ -322,17 +338,37 @@ def check_targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def print_table(rows: list[dict[str, Any]], targets: dict[str, Any], args: argparse.Namespace) -> None:
-    """The medians, one row per operation, then the targets."""
-    print(f"\nMedian of {args.rounds} rounds (µs per operation; the parallel row: ms per call)\n")
-    header = f"{'operation':<32}" + "".join(f"{HEADERS[mode]:>13}" for mode in MODES)
-    print(header + f"{'tandem/sync':>13}{'stock/tandem':>14}")
-    print("-" * (len(header) + 27))
+def print_report(rows: list[dict[str, Any]], targets: dict[str, Any], rounds: int) -> None:
+    """Wall-clock medians, client CPU medians, then the targets."""
+    print(f"\nWall clock, median of {rounds} rounds (µs per operation; [ms]: ms per call)\n")
+    print_medians(rows, "median", f"{'tandem/sync':>13}{'stock/tandem':>14}", _ratios)
+    print("\nClient CPU (this process, all threads), median: what each mode costs the machine\n")
+    print_medians(rows, "median_cpu", f"{'tandem-sync':>13}", _cpu_overhead)
+    print_targets(targets)
+
+
+def _ratios(row: dict[str, Any]) -> str:
+    return f"{row['tandem_vs_sync']:>12.2f}x{row['stock_vs_tandem']:>13.2f}x"
+
+
+def _cpu_overhead(row: dict[str, Any]) -> str:
+    return f"{row['median_cpu']['tandem'] - row['median_cpu']['sync']:>+13.1f}"
+
+
+def print_medians(rows: list[dict[str, Any]], field: str, extra_header: str, extra: Callable) -> None:
+    """One line per operation: ``row[field]`` for each mode, then ``extra(row)``."""
+    header = f"{'operation':<32}" + "".join(f"{HEADERS[mode]:>13}" for mode in MODES) + extra_header
+    print(header)
+    print("-" * len(header))
     for row in rows:
         title = row["title"] + (" [ms]" if row["unit"] == "ms per call" else "")
-        values = "".join(f"{row['median'][mode]:>13.1f}" for mode in MODES)
-        print(f"{title:<32}{values}{row['tandem_vs_sync']:>12.2f}x{row['stock_vs_tandem']:>13.2f}x")
-    print("\nTargets:")
+        values = "".join(f"{row[field][mode]:>13.1f}" for mode in MODES)
+        print(f"{title:<32}{values}{extra(row)}")
+
+
+def print_targets(targets: dict[str, Any]) -> None:
+    """Each target, its worst case and whether it is met."""
+    print("\nTargets (wall clock):")
     descriptions = {
         "tandem_vs_sync": "tandem per op vs sync",
         "stock_vs_tandem": "tandem speed-up over stock async",
@@ -441,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     raw = asyncio.run(run_rounds(workload.OPERATIONS, fixture, args))
     rows = summarize(workload.OPERATIONS, raw)
     targets = check_targets(rows)
-    print_table(rows, targets, args)
+    print_report(rows, targets, args.rounds)
     if not args.no_save:
         document = {
             "benchmark": "orm",
