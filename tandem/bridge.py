@@ -41,28 +41,26 @@ class _Bridge(greenlet):
 
     def __init__(self) -> None:
         super().__init__(self._serve)
+        self.outcome: tuple[bool, Any] | None = None
 
     def _serve(self, job: tuple) -> None:
         while True:
-            fn, args, kwargs = job
-            try:
-                outcome = _Outcome(True, fn(*args, **kwargs))
-            except BaseException as exc:  # handed to the awaiting task
-                outcome = _Outcome(False, exc)
-            # Drop our references before parking: a parked greenlet must not
-            # keep a result, an exception or its frames alive.
-            fn = args = kwargs = job = None
-            job = self.parent.switch(outcome)
+            self._run(*job)
+            # Park holding nothing: the outcome travels as an attribute the
+            # driver clears, so no result, exception or frame stays alive here.
+            job = None
+            job = self.parent.switch(_DONE)
+
+    def _run(self, fn: Callable, args: tuple, kwargs: dict) -> None:
+        try:
+            self.outcome = (True, fn(*args, **kwargs))
+        except BaseException as exc:  # handed to the awaiting task
+            self.outcome = (False, exc)
 
 
-class _Outcome:
-    """How a unit of work ended; anything else a bridge yields is an awaitable."""
-
-    __slots__ = ("ok", "value")
-
-    def __init__(self, ok: bool, value: Any) -> None:
-        self.ok = ok
-        self.value = value
+# What a bridge yields when its unit of work is over; anything else it
+# yields is an awaitable for the driver to await.
+_DONE = object()
 
 
 class _Idle(threading.local):
@@ -118,7 +116,7 @@ async def _drive(fn: Callable[..., R], args: tuple, kwargs: dict) -> R:
     # contextvars and its writes are visible to the task afterwards.
     bridge.gr_context = parent.gr_context
     request = bridge.switch((fn, args, kwargs))
-    while type(request) is not _Outcome:
+    while request is not _DONE:
         try:
             value = await request
         except GeneratorExit:
@@ -132,12 +130,16 @@ async def _drive(fn: Callable[..., R], args: tuple, kwargs: dict) -> R:
             request = bridge.throw(exc)
         else:
             request = bridge.switch(value)
-    bridge.gr_context = None
+    ok, value = bridge.outcome
+    bridge.outcome = bridge.gr_context = None
     if len(parked) < MAX_IDLE_BRIDGES:
         parked.append(bridge)
-    if request.ok:
-        return request.value
-    raise request.value
+    if ok:
+        return value
+    try:
+        raise value
+    finally:
+        del value  # no reference cycle through this frame
 
 
 async def _run(fn: Callable[..., R], args: tuple, kwargs: dict) -> R:

@@ -6,7 +6,9 @@ import gc
 import threading
 import traceback
 import warnings
+import weakref
 
+import greenlet
 import pytest
 
 from tandem import OutsideBridgeError, await_, in_bridge, native
@@ -163,3 +165,30 @@ async def test_parallel_native_calls_interleave():
     start = loop.time()
     await asyncio.gather(*(native(sleeper)() for _ in range(20)))
     assert loop.time() - start < 1.0  # 20 x 0.2 s in sequence would be 4 s
+
+
+async def test_reused_bridges_keep_no_result_or_exception_alive():
+    class PayloadError(Exception):
+        pass
+
+    def make():
+        return PayloadError()
+
+    def fail():
+        raise PayloadError
+
+    result = weakref.ref(await native(make)())
+    assert result() is None
+    try:
+        await native(fail)()
+    except PayloadError as exc:
+        error = weakref.ref(exc)
+    assert error() is None
+
+
+async def test_bridge_greenlets_are_reused_between_units():
+    def which():
+        return id(greenlet.getcurrent())
+
+    first = await native(which)()
+    assert await native(which)() == first
