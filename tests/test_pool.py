@@ -1,6 +1,10 @@
 """The per-loop pool: limits, health checks, closing with the loop, options."""
 
 import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -10,6 +14,7 @@ from tandem.pool import PoolOptions, PoolTimeout, loop_pools
 from tests.pg import alive, backend_pid
 
 pytestmark = pytest.mark.django_db(transaction=True)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def test_exhausted_pool_waits_without_blocking_then_names_alias_and_size():
@@ -98,3 +103,30 @@ def test_invalid_pool_options_are_rejected_by_name(value, message):
 def test_pool_option_defaults():
     assert PoolOptions.from_settings("x", True) == PoolOptions()
     assert PoolOptions.from_settings("x", {"max_size": 3}).max_size == 3
+
+
+LOOP_END_SCRIPT = """
+import asyncio, django
+django.setup()
+from tandem import native
+from tests.pg import backend_pid
+
+async def main():
+    return await asyncio.gather(*(native(backend_pid)("default", 0.01) for _ in range(3)))
+
+print(len(set(asyncio.run(main()))))
+"""
+
+
+def test_loop_end_closes_pools_without_any_warning():
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "error", "-c", LOOP_END_SCRIPT],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "3"
+    assert run.stderr == ""  # dev mode shows ResourceWarnings and unclosed-loop warnings
