@@ -17,10 +17,10 @@ from typing import Any
 
 from asgiref import sync as asgiref_sync
 from django.apps import apps
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, router
 
 from tandem.bridge import await_, in_bridge, native
-from tandem.scope import is_tandem_alias, lend_connections
+from tandem.scope import every_alias_tandem, is_tandem_alias, lend_connections
 
 # Modules whose a-methods wrap the sync ORM with sync_to_async.
 ORM_MODULES = (
@@ -35,12 +35,6 @@ _stock_sync_to_async = asgiref_sync.sync_to_async
 _stock_async_to_sync = asgiref_sync.async_to_sync
 
 
-def _all_aliases_tandem() -> bool | None:
-    """True if every alias is tandem, False if none is, None if mixed."""
-    flags = {is_tandem_alias(alias) for alias in connections.settings}
-    return flags.pop() if len(flags) == 1 else None
-
-
 def _alias_of(func: Callable, args: tuple, kwargs: dict) -> str:
     """Best guess of the database alias a wrapped ORM call will use."""
     if kwargs.get("using"):
@@ -53,8 +47,8 @@ def _alias_of(func: Callable, args: tuple, kwargs: dict) -> str:
         if isinstance(owner, (list, tuple)) and owner:  # prefetch_related_objects(instances)
             owner = owner[0]
         state = getattr(owner, "_state", None)
-        if state is not None and state.db:
-            return state.db
+        if state is not None:  # a model instance: where it lives, or will be written
+            return state.db or router.db_for_write(type(owner), instance=owner)
         db = getattr(owner, "db", None)
         if isinstance(db, str):
             return db
@@ -67,17 +61,16 @@ def routed_sync_to_async(
     """``sync_to_async`` that runs calls for tandem aliases natively."""
     if func is None:
         return lambda f: routed_sync_to_async(f, thread_sensitive=thread_sensitive, executor=executor)
-    everywhere = _all_aliases_tandem()
+    everywhere = every_alias_tandem()
     if everywhere:
         return native(func)
-    stock = _stock_sync_to_async(func, thread_sensitive=thread_sensitive, executor=executor)
     if everywhere is False:
-        return stock
-    bridged = native(func)
+        return _stock_sync_to_async(func, thread_sensitive=thread_sensitive, executor=executor)
 
     async def routed(*args, **kwargs):
         if is_tandem_alias(_alias_of(func, args, kwargs)):
-            return await bridged(*args, **kwargs)
+            return await native(func)(*args, **kwargs)
+        stock = _stock_sync_to_async(func, thread_sensitive=thread_sensitive, executor=executor)
         return await stock(*args, **kwargs)
 
     return routed

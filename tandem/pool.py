@@ -99,6 +99,11 @@ class Pool:
         return len(self._idle)
 
     @property
+    def has_waiters(self) -> bool:
+        """True if a task may be waiting for a connection (cheap, for hot paths)."""
+        return bool(self._waiters)
+
+    @property
     def waiting(self) -> int:
         """Tasks waiting for a connection."""
         return sum(not turn.done() for turn in self._waiters)

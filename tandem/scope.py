@@ -83,6 +83,18 @@ def is_tandem_alias(alias: str) -> bool:
         return result
 
 
+def every_alias_tandem() -> bool | None:
+    """True if every alias is on a tandem backend, False if none is, None if mixed."""
+    try:
+        return _tandem_aliases[""]  # "" is never an alias: the cache slot for this answer
+    except KeyError:
+        from django.db import connections
+
+        flags = {is_tandem_alias(alias) for alias in connections.settings}
+        result = _tandem_aliases[""] = flags.pop() if len(flags) == 1 else None
+        return result
+
+
 def forget_settings(**kwargs: Any) -> None:
     """Drop cached alias facts (connected to ``setting_changed``)."""
     if kwargs.get("setting") == "DATABASES":
@@ -147,6 +159,25 @@ def _task_done(task: asyncio.Task) -> None:
 
 
 def _release_idle(task: asyncio.Task) -> None:
+    """End of a unit: the task's idle connections go back to the pool soon.
+
+    "Soon" is the loop's next turn: if the task goes straight on to its next
+    ORM call, it keeps its connection (no pool round trip, no re-running of
+    Django's connect()); as soon as it awaits anything else - or another task
+    is waiting for a connection - the connection goes back.
+    """
+    wrappers = _owned.get(task)
+    if not wrappers:
+        return
+    for wrapper in wrappers.values():
+        if wrapper.connection is not None and wrapper.pool_has_waiters():
+            wrapper.release_connection()
+    asyncio.get_running_loop().call_soon(_release_if_between_units, task)
+
+
+def _release_if_between_units(task: asyncio.Task) -> None:
+    if task in _unit_depth:
+        return  # inside its next unit already; that unit's end schedules us again
     for wrapper in _owned.get(task, {}).values():
         if wrapper.connection is not None:
             wrapper.release_connection()

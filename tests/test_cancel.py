@@ -40,6 +40,7 @@ async def test_cancelled_query_stops_on_the_server_and_the_pool_stays_usable():
         await task
     assert await _wait_until_not_active(pids[0])
     assert await Author.objects.acount() == 0  # the next query from the pool works
+    await asyncio.sleep(0)
     pool = loop_pools()["default"]
     assert pool.idle == pool.size  # the connection came back idle and clean
 

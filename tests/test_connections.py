@@ -29,14 +29,30 @@ async def test_create_task_and_taskgroup_also_run_in_parallel():
     assert len(set(await asyncio.gather(*tasks))) == 3
 
 
-async def test_the_connection_goes_back_to_the_pool_after_each_operation():
+async def test_the_connection_goes_back_to_the_pool_when_the_task_waits_on_anything_else():
     await Author.objects.acreate(name="a")
     pool = loop_pools()["default"]
-    assert connection.connection is None  # this task holds none...
-    assert pool.idle == pool.size >= 1  # ...it waits in the pool
-    await asyncio.sleep(0.01)  # a request waiting on something else holds nothing
+    assert connection.connection is not None  # straight on to the next ORM call: kept
+    await asyncio.sleep(0)  # a request waiting on something else holds nothing:
+    assert connection.connection is None
+    assert pool.idle == pool.size == 1  # it waits in the pool
     assert (await Author.objects.aget(name="a")).name == "a"
     assert pool.size == 1  # and the next operation reuses it
+
+
+async def test_a_waiting_task_gets_the_connection_at_the_end_of_the_holders_operation():
+    release = asyncio.Event()
+
+    async def hog(i):
+        await native(backend_pid)("small")
+        await release.wait()
+
+    hogs = [asyncio.create_task(hog(i)) for i in range(2)]
+    await asyncio.sleep(0.05)
+    assert loop_pools()["small"].idle == 2  # waiting on an event, they hold none
+    assert await native(backend_pid)("small")  # so a third task gets one at once
+    release.set()
+    await asyncio.gather(*hogs)
 
 
 async def test_each_task_has_its_own_wrapper_even_if_its_parent_touched_one():

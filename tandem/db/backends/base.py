@@ -15,9 +15,9 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 
-from tandem.bridge import await_, in_bridge
+from tandem.bridge import await_, in_bridge, native
 from tandem.db.guard import bridge_aware_guards
-from tandem.pool import Pool, PoolOptions, loop_pools, pool_for
+from tandem.pool import Pool, PoolOptions, pool_for
 
 
 def bridgeable(wrapper_class: type) -> type:
@@ -56,6 +56,8 @@ class TandemWrapperMixin:
     task_owned = False
     # Open server-side cursors: they live on the connection, so it stays.
     pinned_cursors = 0
+    # The pool this task-owned wrapper's connections come from (one loop's).
+    _pool: Pool | None = None
 
     # -- hooks each backend implements for its driver --------------------------
     @staticmethod
@@ -93,13 +95,19 @@ class TandemWrapperMixin:
         if not self.task_owned:
             return super().get_new_connection(conn_params)
         open_new = super().get_new_connection
-        return self.tandem_pool().acquire(lambda: open_new(conn_params))
+        self._pool = self.tandem_pool()
+        return self._pool.acquire(lambda: open_new(conn_params))
 
     def _close(self):
         if self.task_owned and self.connection is not None:
             self._give_back(self.connection)
             return None
         return super()._close()
+
+    def pool_has_waiters(self) -> bool:
+        """True if another task waits for a connection of this alias."""
+        pool = self._pool
+        return pool is not None and pool.has_waiters
 
     def release_connection(self, force: bool = False) -> None:
         """End of a unit of work: return an idle connection to the pool.
@@ -115,8 +123,8 @@ class TandemWrapperMixin:
         self._give_back(conn)
 
     def _give_back(self, conn: Any) -> None:
-        pool = loop_pools().get(self.alias) if asyncio._get_running_loop() else None
-        if pool is None:
+        pool = self._pool
+        if pool is None or pool.closed:
             self.close_raw_connection(conn)
         else:
             pool.release(conn)
@@ -173,7 +181,24 @@ class PinnedCursor:
         self.close()
 
     def close(self) -> None:
-        """Close the cursor and unpin the connection."""
+        """Close the cursor and unpin the connection.
+
+        Closing a server-side cursor is a round trip. When it happens on the
+        loop outside the bridge (an ``aiterator()`` loop left early: its
+        generator is finalised later, by whichever task collects it), we
+        must neither block the loop nor wait on a connection another greenlet
+        may hold; the close runs as a unit of work of its own instead.
+        """
+        if not self._pinned:
+            return
+        if _on_loop_outside_bridge():
+            task = asyncio.ensure_future(native(self._close_now)())
+            _background.add(task)
+            task.add_done_callback(_background.discard)
+            return
+        self._close_now()
+
+    def _close_now(self) -> None:
         try:
             self._cursor.close()
         finally:

@@ -15,6 +15,7 @@ import psycopg
 from psycopg import errors, waiting
 from psycopg.conninfo import conninfo_attempts_async, make_conninfo, timeout_from_conninfo
 from psycopg.pq import TransactionStatus
+from psycopg.waiting import Ready, Wait
 
 from tandem.bridge import await_, in_bridge
 from tandem.lock import BridgeLock
@@ -23,6 +24,50 @@ logger = logging.getLogger("tandem.db.backends.postgresql")
 
 # How long to wait for the server to acknowledge a cancel request.
 CANCEL_TIMEOUT = 5.0
+# Longest sleep of psycopg's async waiter between socket events (as psycopg's
+# own AsyncConnection); 0, its function default, would spin the loop.
+WAIT_INTERVAL = 0.1
+
+
+async def wait_on_loop(gen, fileno: int, interval: float, timeout: float | None):
+    """Consume a psycopg protocol generator on the running loop.
+
+    psycopg's ``wait_async`` also arms a timer per wait, to wake up every
+    ``interval`` and notice Ctrl-C; in the bridge cancellation arrives as
+    ``CancelledError`` instead, so without a ``timeout`` we skip the timer:
+    one future and one reader registration per network round trip.
+    """
+    if timeout is not None:
+        return await waiting.wait_async(gen, fileno, interval=interval, timeout=timeout)
+    loop = asyncio.get_running_loop()
+    try:
+        wanted = next(gen)
+        while True:
+            wanted = gen.send(await _readiness(loop, fileno, wanted))
+    except StopIteration as done:
+        return done.value
+    except OSError as exc:
+        raise errors.OperationalError("connection socket closed") from exc
+
+
+async def _readiness(loop: asyncio.AbstractEventLoop, fileno: int, wanted: Wait) -> Ready:
+    ready = loop.create_future()
+
+    def wake(state: Ready) -> None:
+        if not ready.done():  # reading and writing both ready: one is enough
+            ready.set_result(state)
+
+    if wanted & Wait.R:
+        loop.add_reader(fileno, wake, Ready.R)
+    if wanted & Wait.W:
+        loop.add_writer(fileno, wake, Ready.W)
+    try:
+        return await ready
+    finally:
+        if wanted & Wait.R:
+            loop.remove_reader(fileno)
+        if wanted & Wait.W:
+            loop.remove_writer(fileno)
 
 
 class BridgedConnection(psycopg.Connection):
@@ -59,7 +104,7 @@ class BridgedConnection(psycopg.Connection):
         for attempt in await conninfo_attempts_async(params):
             gen = cls._connect_gen(make_conninfo("", **attempt))
             try:
-                conn = await waiting.wait_conn_async(gen, timeout=timeout)
+                conn = await waiting.wait_conn_async(gen, interval=WAIT_INTERVAL, timeout=timeout)
             except errors._WaitTimeout:
                 failures.append(errors.ConnectionTimeout("connection timeout expired"))
             except errors.Error as exc:
@@ -78,12 +123,12 @@ class BridgedConnection(psycopg.Connection):
         conn.prepare_threshold = prepare_threshold
         return conn
 
-    def wait(self, gen, interval: float = 0.1, timeout: float | None = None):
+    def wait(self, gen, interval: float = WAIT_INTERVAL, timeout: float | None = None):
         """Consume a protocol generator: awaited in the bridge, blocking outside."""
         if not in_bridge():
             return super().wait(gen, interval, timeout)
         try:
-            return await_(waiting.wait_async(gen, self.pgconn.socket, timeout=timeout))
+            return await_(wait_on_loop(gen, self.pgconn.socket, interval, timeout))
         except asyncio.CancelledError:
             self._cancel_on_loop(gen)
             raise
@@ -98,8 +143,9 @@ class BridgedConnection(psycopg.Connection):
         if self.pgconn.transaction_status != TransactionStatus.ACTIVE:
             return
         try:
-            await_(waiting.wait_conn_async(self._cancel_gen(), timeout=CANCEL_TIMEOUT))
-            await_(waiting.wait_async(gen, self.pgconn.socket, timeout=CANCEL_TIMEOUT))
+            limits = {"interval": WAIT_INTERVAL, "timeout": CANCEL_TIMEOUT}
+            await_(waiting.wait_conn_async(self._cancel_gen(), **limits))
+            await_(waiting.wait_async(gen, self.pgconn.socket, **limits))
         except errors.QueryCanceled:
             pass  # what we asked for
         except BaseException as exc:
