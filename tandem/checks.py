@@ -18,21 +18,17 @@ def _tandem_aliases() -> list[str]:
     ]
 
 
-@register(Tags.database, Tags.compatibility)
+@register(Tags.compatibility)
 def check_tandem_configuration(app_configs=None, **kwargs) -> list[CheckMessage]:
-    """tandem ENGINEs need the tandem app, the app needs a tandem ENGINE, pools must be valid."""
+    """The app needs a tandem ENGINE, and pool options must be valid.
+
+    The reverse mistake - a tandem ENGINE without the app - is reported by the
+    backend itself (``tandem.E001``, see ``missing_app_error``): without the
+    app nothing registers this function.
+    """
     errors = []
     aliases = _tandem_aliases()
-    installed = apps.is_installed("tandem")
-    if aliases and not installed:
-        errors.append(
-            Error(
-                f"DATABASES {aliases} use a tandem ENGINE but 'tandem' is not in INSTALLED_APPS.",
-                hint="Add 'tandem' to INSTALLED_APPS so Django's async ORM runs natively.",
-                id="tandem.E001",
-            )
-        )
-    if installed and not aliases:
+    if apps.is_installed("tandem") and not aliases:
         errors.append(
             Warning(
                 "'tandem' is in INSTALLED_APPS but no DATABASES alias uses a tandem ENGINE.",
@@ -46,3 +42,15 @@ def check_tandem_configuration(app_configs=None, **kwargs) -> list[CheckMessage]
         except ImproperlyConfigured as exc:
             errors.append(Error(str(exc), id="tandem.E003"))
     return errors
+
+
+def missing_app_error(alias: str) -> Error | None:
+    """``tandem.E001`` if ``alias`` uses a tandem ENGINE but the app is not installed."""
+    if apps.is_installed("tandem"):
+        return None
+    return Error(
+        f"DATABASES[{alias!r}] uses a tandem ENGINE but 'tandem' is not in INSTALLED_APPS: "
+        "its async ORM calls run in threads, as with a stock backend.",
+        hint="Add 'tandem' to INSTALLED_APPS so Django's async ORM runs natively.",
+        id="tandem.E001",
+    )

@@ -42,12 +42,16 @@ class TransactionEnded(django_transaction.TransactionManagementError):
 class Shared:
     """A wrapper used by several tasks, one unit of work at a time."""
 
-    def __init__(self, alias: str, wrapper: Any, owner: asyncio.Task | None = None) -> None:
+    def __init__(
+        self, alias: str, wrapper: Any, owner: asyncio.Task | None = None, covers: tuple = ()
+    ) -> None:
         self.alias = alias
         self.wrapper = wrapper
         self.owner = owner
         self.lock = TaskLock()
         self.ended = False
+        # Locks the lending task holds on behalf of this Shared's tasks.
+        self.covers = covers
 
     def checked_wrapper(self) -> Any:
         """The wrapper, unless the block it belonged to has ended."""
@@ -68,6 +72,7 @@ test_connections: dict[str, list[Shared]] = {}
 
 _owned: weakref.WeakKeyDictionary[asyncio.Task, dict[str, Any]] = weakref.WeakKeyDictionary()
 _unit_depth: dict[asyncio.Task, int] = {}
+_unit_locks: dict[asyncio.Task, list[TaskLock]] = {}  # held by a task's running unit
 _tandem_aliases: dict[str, bool] = {}
 
 
@@ -107,6 +112,17 @@ def current_task() -> asyncio.Task | None:
     return None if loop is None else asyncio.current_task(loop)
 
 
+def _resolve(task: asyncio.Task, alias: str) -> Any:
+    """The wrapper ``task`` uses for tandem ``alias``, or None if it has none yet."""
+    shared = transactions.get().get(alias)
+    if shared is not None:
+        return shared.checked_wrapper()
+    stack = test_connections.get(alias)
+    if stack:
+        return stack[-1].wrapper
+    return _owned.get(task, {}).get(alias)
+
+
 class TaskConnections:
     """Stands in for ``ConnectionHandler._connections`` (an asgiref Local)."""
 
@@ -119,16 +135,10 @@ class TaskConnections:
         task = current_task()
         if task is None or not is_tandem_alias(alias):
             return getattr(self._django, alias)
-        shared = transactions.get().get(alias)
-        if shared is not None:
-            return shared.checked_wrapper()
-        stack = test_connections.get(alias)
-        if stack:
-            return stack[-1].wrapper
-        try:
-            return _owned[task][alias]
-        except KeyError:
-            raise AttributeError(alias) from None
+        wrapper = _resolve(task, alias)
+        if wrapper is None:
+            raise AttributeError(alias)
+        return wrapper
 
     def __setattr__(self, alias: str, wrapper: Any) -> None:
         task = current_task()
@@ -184,12 +194,12 @@ def _release_if_between_units(task: asyncio.Task) -> None:
 
 
 def _locks_for_unit() -> list[TaskLock]:
-    shared = list(transactions.get().values())
-    for stack in test_connections.values():
-        if stack:
-            shared.append(stack[-1])
-    shared.sort(key=lambda s: s.alias)  # a fixed order: no lock-order deadlock
-    return [s.lock for s in shared if not s.ended]
+    visible = transactions.get().values()
+    shared = [s for s in visible if not s.ended]
+    shared += [stack[-1] for stack in test_connections.values() if stack]
+    covered = {lock for s in visible for lock in s.covers}
+    shared.sort(key=lambda s: (s.alias, s.owner is not None))  # fixed order: no lock-order deadlock
+    return [s.lock for s in shared if s.lock not in covered]
 
 
 async def _unit_of_work(run):
@@ -202,6 +212,7 @@ async def _unit_of_work(run):
             for lock in _locks_for_unit():
                 await lock.acquire(task)
                 held.append(lock)
+            _unit_locks[task] = held
         _unit_depth[task] = depth + 1
         try:
             return await run()
@@ -210,6 +221,7 @@ async def _unit_of_work(run):
                 _unit_depth[task] = depth
             else:
                 del _unit_depth[task]
+                del _unit_locks[task]
                 _release_idle(task)
     finally:
         for lock in reversed(held):
@@ -240,14 +252,17 @@ def lend_connections() -> Iterator[None]:
     Used when sync code in the bridge runs async code (``Signal.send`` with
     async receivers): as in stock Django, that code must see the transaction
     the sync code is in, and must not wait on its row locks from another
-    connection.
+    connection. The lending task is suspended mid-unit meanwhile, so the
+    tasks it lends to may use its wrappers - and skip the locks it holds.
     """
     task = current_task()
-    lent = {
-        alias: Shared(alias, wrapper, owner=task)
-        for alias, wrapper in _owned.get(task, {}).items()
-        if wrapper.in_atomic_block
-    }
+    aliases = {*_owned.get(task, {}), *transactions.get(), *(a for a, st in test_connections.items() if st)}
+    held = tuple(_unit_locks.get(task, ()))
+    lent = {}
+    for alias in aliases:
+        wrapper = _resolve(task, alias)
+        if wrapper is not None and wrapper.in_atomic_block:
+            lent[alias] = Shared(alias, wrapper, owner=task, covers=held)
     if not lent:
         yield
         return

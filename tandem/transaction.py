@@ -63,7 +63,8 @@ class aatomic:  # noqa: N801 - named like Django's atomic
             raise django_transaction.TransactionManagementError(
                 f"aatomic(using={alias!r}) needs a tandem backend; the ENGINE of "
                 f"DATABASES[{alias!r}] is {connections.settings[alias]['ENGINE']!r}. "
-                "Use a tandem.db.backends.* ENGINE, or sync atomic() inside native()."
+                "Use a tandem.db.backends.* ENGINE, or for a stock backend wrap a "
+                "function that uses atomic() in sync_to_async()."
             )
         task = current_task()
         visible = transactions.get()

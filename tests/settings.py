@@ -50,6 +50,8 @@ DATABASES = {
             "prepare_threshold": 0,
         },
     ),
+    # A read replica that tests mirror onto the default test database.
+    "replica": postgres(TEST={"MIRROR": "default"}),
     # The same server through Django's stock backend, for side-by-side checks.
     "stock": {
         **postgres(),

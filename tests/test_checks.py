@@ -2,6 +2,7 @@
 
 from django.apps import apps
 from django.conf import settings
+from django.db import connections
 
 from tandem.checks import check_tandem_configuration
 
@@ -14,9 +15,26 @@ def test_configured_project_passes():
     assert check_tandem_configuration() == []
 
 
-def test_tandem_engine_without_the_app(monkeypatch):
+def test_tandem_engine_without_the_app_is_reported_by_the_backend(monkeypatch):
+    assert connections["default"].validation.check() == []
     monkeypatch.setattr(apps, "is_installed", lambda name: name != "tandem")
-    assert ids(check_tandem_configuration()) == ["tandem.E001"]
+    (error,) = connections["default"].validation.check()
+    assert error.id == "tandem.E001" and "'default'" in error.msg
+
+
+def test_backend_check_runs_with_djangos_database_checks(monkeypatch):
+    from django.core import checks
+
+    monkeypatch.setattr(apps, "is_installed", lambda name: name != "tandem")
+    found = checks.run_checks(databases=["default"], tags=[checks.Tags.database])
+    assert "tandem.E001" in ids(found)
+
+
+def test_app_checks_run_without_database_flag():
+    from django.core import checks
+
+    assert check_tandem_configuration in checks.registry.registry.get_checks(include_deployment_checks=False)
+    assert checks.Tags.database not in check_tandem_configuration.tags
 
 
 def test_app_without_a_tandem_engine(monkeypatch):

@@ -39,3 +39,8 @@ async def test_stock_backend_inside_the_bridge_still_raises():
 
 def test_sync_code_outside_any_loop_is_unaffected():
     assert Author.objects.count() == 0
+
+
+async def test_django_allow_async_unsafe_is_honoured(monkeypatch):
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    assert Author.objects.count() == 0  # blocks the loop: the user asked for it

@@ -58,3 +58,27 @@ async def test_pytest_django_rolled_back_the_previous_test():
 async def test_pytest_django_transactional():
     await Author.objects.acreate(name="t")
     assert await Author.objects.acount() == 1
+
+
+@pytest.mark.django_db
+async def test_async_receivers_inside_the_test_transaction():
+    from django.db.models.signals import post_save
+
+    seen = []
+
+    async def receiver(sender, instance, **kwargs):
+        seen.append(await Author.objects.filter(pk=instance.pk).aexists())
+
+    post_save.connect(receiver, sender=Author)
+    try:
+        await asyncio.wait_for(Author.objects.acreate(name="signalled"), 5)
+    finally:
+        post_save.disconnect(receiver, sender=Author)
+    assert seen == [True]
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "replica"])
+async def test_mirror_aliases_reach_the_test_database_from_tasks():
+    await Author.objects.acreate(name="written to the test database")
+    mirrored = Author.objects.using("replica").filter(name="written to the test database")
+    assert await mirrored.aexists()  # not the real database behind the mirror

@@ -4,6 +4,7 @@ import asyncio
 
 import pytest
 from django.db import IntegrityError, connection, transaction
+from django.db.models.signals import post_save
 from django.test import AsyncClient
 
 from tandem import TransactionEnded, aatomic, native
@@ -219,3 +220,45 @@ async def test_atomic_requests_for_async_views(settings):
     finally:
         settings.DATABASES["default"]["ATOMIC_REQUESTS"] = False
     assert await names() == ["committed", "free"]
+
+
+async def _with_async_receiver(action):
+    seen = []
+
+    async def receiver(sender, instance, **kwargs):
+        seen.append(await Author.objects.filter(pk=instance.pk).aexists())
+
+    post_save.connect(receiver, sender=Author)
+    try:
+        await asyncio.wait_for(action(), 5)  # a deadlock would time out here
+    finally:
+        post_save.disconnect(receiver, sender=Author)
+    return seen
+
+
+async def test_async_receiver_sees_the_senders_transaction():
+    async def save_in_block():
+        async with aatomic():
+            await Author.objects.acreate(name="owner")
+
+    assert await _with_async_receiver(save_in_block) == [True]
+
+
+async def test_async_receiver_of_a_save_by_a_joined_task():
+    async def save_from_child():
+        async with aatomic():
+            await asyncio.create_task(Author.objects.acreate(name="child"))
+
+    assert await _with_async_receiver(save_from_child) == [True]
+
+
+async def test_on_commit_outside_a_transaction_runs_now():
+    ran = []
+
+    async def async_hook():
+        ran.append("async")
+
+    transaction.on_commit(lambda: ran.append("sync"))  # a task that never connected
+    transaction.on_commit(async_hook)
+    await asyncio.sleep(0.01)
+    assert ran == ["sync", "async"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 
 from django.core.exceptions import SynchronousOnlyOperation
 from django.utils.asyncio import async_unsafe
@@ -36,7 +37,11 @@ def _is_async_unsafe(attr: object) -> bool:
 def _guarded(func):
     @functools.wraps(func)
     def guarded(*args, **kwargs):
-        if asyncio._get_running_loop() is not None and not in_bridge():
+        if (
+            asyncio._get_running_loop() is not None
+            and not in_bridge()
+            and not os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")  # Django's escape hatch
+        ):
             raise SynchronousOnlyOperation(MESSAGE)
         return func(*args, **kwargs)
 

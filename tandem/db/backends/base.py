@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import logging
+import os
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -47,6 +49,7 @@ def _is_async_callable(func) -> bool:
 
 
 _background: set[asyncio.Task] = set()
+logger = logging.getLogger("tandem.db.backends")
 
 
 class TandemWrapperMixin:
@@ -136,20 +139,33 @@ class TandemWrapperMixin:
         Between units of work a tandem wrapper holds no connection by design:
         the next unit takes one. (``CaptureQueriesContext`` calls this.)
         """
-        if _on_loop_outside_bridge():
+        if _on_loop_outside_bridge() and not os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE"):
             return
         super().ensure_connection()
 
     def on_commit(self, func, robust=False):
-        """Django's ``on_commit``; async callables are awaited after the commit."""
-        if _is_async_callable(func):
-            if not self.in_atomic_block and _on_loop_outside_bridge():
-                # No transaction: Django runs the callback now. We cannot
-                # await from here, so it runs as a task of its own.
+        """Django's ``on_commit``; async callables are awaited after the commit.
+
+        In async code outside any transaction of this task, the callback runs
+        now, as Django runs it in autocommit mode; an async one is started as
+        a task, since nothing here can await it.
+        """
+        if not callable(func):
+            raise TypeError("on_commit()'s callback must be a callable.")
+        if not self.in_atomic_block and _on_loop_outside_bridge():
+            if _is_async_callable(func):
                 task = asyncio.ensure_future(func())
                 _background.add(task)
                 task.add_done_callback(_background.discard)
-                return
+            elif robust:
+                try:
+                    func()
+                except Exception as exc:
+                    logger.exception("Error calling %s in on_commit() (%s).", func.__qualname__, exc)
+            else:
+                func()
+            return None
+        if _is_async_callable(func):
             func = _awaiting(func)
         return super().on_commit(func, robust)
 
@@ -207,18 +223,13 @@ class PinnedCursor:
                 self._wrapper.pinned_cursors = max(0, self._wrapper.pinned_cursors - 1)
 
 
-class TandemCreationMixin:
-    """Test-database creation that keeps task-owned wrappers in step.
+class TandemValidationMixin:
+    """Backend checks (``check --database``, ``migrate``): the app must be installed."""
 
-    Django points a mirror alias at its primary's settings only on the
-    wrapper of the current thread. Tasks create wrappers of their own from
-    ``connections.settings``, so we point that at the primary's settings too;
-    otherwise an async test could reach the real database through a mirror.
-    """
+    def check(self, **kwargs):
+        """Django's backend checks plus ``tandem.E001``."""
+        from tandem.checks import missing_app_error
 
-    def set_as_test_mirror(self, primary_settings_dict):
-        """Make this alias a mirror of the primary, for threads and tasks alike."""
-        from django.db import connections
-
-        super().set_as_test_mirror(primary_settings_dict)
-        connections.settings[self.connection.alias] = primary_settings_dict
+        issues = super().check(**kwargs)
+        error = missing_app_error(self.connection.alias)
+        return [*issues, error] if error else issues

@@ -15,11 +15,15 @@ from __future__ import annotations
 import types
 
 import psycopg
+from django.db.backends.base.validation import BaseDatabaseValidation
 from django.db.backends.postgresql import base as django_postgresql
-from django.db.backends.postgresql import creation as django_creation
 from psycopg.pq import TransactionStatus
 
-from tandem.db.backends.base import TandemCreationMixin, TandemWrapperMixin, bridgeable
+from tandem.db.backends.base import (
+    TandemValidationMixin,
+    TandemWrapperMixin,
+    bridgeable,
+)
 from tandem.db.backends.postgresql.driver import BridgedConnection
 
 
@@ -35,15 +39,15 @@ class _Driver(types.ModuleType):
 Database = _Driver("psycopg")
 
 
-class DatabaseCreation(TandemCreationMixin, django_creation.DatabaseCreation):
-    """Django's test-database creation for PostgreSQL."""
+class DatabaseValidation(TandemValidationMixin, BaseDatabaseValidation):
+    """Django's backend checks, plus tandem's."""
 
 
 class DatabaseWrapper(TandemWrapperMixin, bridgeable(django_postgresql.DatabaseWrapper)):
     """Django's PostgreSQL ``DatabaseWrapper`` on the event loop."""
 
     Database = Database
-    creation_class = DatabaseCreation
+    validation_class = DatabaseValidation
 
     @property
     def pool(self):
