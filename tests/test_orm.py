@@ -1,13 +1,15 @@
 """Django's own async ORM API runs natively for tandem aliases."""
 
 import asyncio
+import faulthandler
+import gc
 import threading
 
 import django
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.contenttypes.models import ContentType
-from django.db import connections
+from django.db import connection, connections
 from django.db.models import Count, Sum
 from django.http import Http404
 from django.shortcuts import aget_list_or_404, aget_object_or_404
@@ -182,3 +184,31 @@ def test_sync_path_is_stock_django():
     author = Author.objects.create(name="Sync")
     assert Author.objects.get(pk=author.pk).name == "Sync"
     assert list(Author.objects.iterator(chunk_size=1)) == [author]
+
+
+async def test_aiterator_left_early_never_blocks_the_loop():
+    # Leaving an aiterator() loop early leaves its server-side cursor to be
+    # closed later, by whichever task finalises the generator. A blocking
+    # close there would freeze the loop: the watchdog turns that into a failure.
+    faulthandler.dump_traceback_later(30, exit=True)
+    try:
+        await make_library()
+        for _ in range(3):
+            async for _book in Book.objects.order_by("pk").aiterator(chunk_size=2):
+                break
+            # Straight on, on the same (pinned) connection, while the generator's
+            # finaliser runs in another task.
+            await native(_slow_query)()
+            await asyncio.gather(Book.objects.acount(), Author.objects.acount())
+            gc.collect()
+        for _ in range(10):
+            await asyncio.sleep(0.01)  # the deferred closes run as units of their own
+        assert await Book.objects.acount() == 10
+        assert connection.pinned_cursors == 0
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+def _slow_query():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(0.2)")
