@@ -10,6 +10,7 @@ Calls for stock aliases keep Django's thread behaviour.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from asgiref import sync as asgiref_sync
 from django.apps import apps
 from django.db import DEFAULT_DB_ALIAS, router
 
-from tandem.bridge import await_, in_bridge, native
+from tandem.bridge import await_, call_native, in_bridge
 from tandem.scope import every_alias_tandem, is_tandem_alias, lend_connections
 
 # Modules whose a-methods wrap the sync ORM with sync_to_async.
@@ -63,13 +64,13 @@ def routed_sync_to_async(
         return lambda f: routed_sync_to_async(f, thread_sensitive=thread_sensitive, executor=executor)
     everywhere = every_alias_tandem()
     if everywhere:
-        return native(func)
+        return functools.partial(call_native, func)
     if everywhere is False:
         return _stock_sync_to_async(func, thread_sensitive=thread_sensitive, executor=executor)
 
     async def routed(*args, **kwargs):
         if is_tandem_alias(_alias_of(func, args, kwargs)):
-            return await native(func)(*args, **kwargs)
+            return await call_native(func, *args, **kwargs)
         stock = _stock_sync_to_async(func, thread_sensitive=thread_sensitive, executor=executor)
         return await stock(*args, **kwargs)
 

@@ -22,7 +22,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
-__all__ = ["OutsideBridgeError", "await_", "in_bridge", "native"]
+__all__ = ["OutsideBridgeError", "await_", "call_native", "in_bridge", "native"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -97,14 +97,19 @@ def await_(awaitable: Awaitable[R]) -> R:
 
 
 # A unit of work is one outermost native() call of a task. The scope module
-# registers what brackets it (transaction locks, returning connections to the
+# sets what brackets it (transaction locks, returning connections to the
 # pool); the bridge itself knows nothing about databases.
-_unit_hooks: list[Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]] = []
+Driver = Callable[[Callable[..., Any], tuple, dict], Awaitable[Any]]
+_unit_hook: Callable[[Driver, Callable[..., Any], tuple, dict], Awaitable[Any]] | None = None
 
 
-def register_unit_hook(hook: Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]) -> None:
-    """Wrap every ``native()`` call in ``hook(run)``, which must await ``run()``."""
-    _unit_hooks.append(hook)
+def set_unit_hook(hook: Callable[[Driver, Callable[..., Any], tuple, dict], Awaitable[Any]]) -> None:
+    """Run every ``native()`` call as ``await hook(drive, fn, args, kwargs)``.
+
+    The hook must ``await drive(fn, args, kwargs)`` exactly once.
+    """
+    global _unit_hook
+    _unit_hook = hook
 
 
 async def _drive(fn: Callable[..., R], args: tuple, kwargs: dict) -> R:
@@ -142,13 +147,11 @@ async def _drive(fn: Callable[..., R], args: tuple, kwargs: dict) -> R:
         del value  # no reference cycle through this frame
 
 
-async def _run(fn: Callable[..., R], args: tuple, kwargs: dict) -> R:
-    if not _unit_hooks:
+async def call_native(fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    """``await call_native(fn, *args)`` is ``await native(fn)(*args)``, minus the wrapper."""
+    if _unit_hook is None:
         return await _drive(fn, args, kwargs)
-    run: Callable[[], Awaitable[R]] = lambda: _drive(fn, args, kwargs)  # noqa: E731
-    for hook in _unit_hooks:
-        run = functools.partial(hook, run)
-    return await run()
+    return await _unit_hook(_drive, fn, args, kwargs)
 
 
 def native(fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
@@ -163,6 +166,6 @@ def native(fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
 
     @functools.wraps(fn)
     async def call_natively(*args: P.args, **kwargs: P.kwargs) -> R:
-        return await _run(fn, args, kwargs)
+        return await call_native(fn, *args, **kwargs)
 
     return call_natively

@@ -29,7 +29,7 @@ from typing import Any
 
 from django.db import transaction as django_transaction
 
-from tandem.bridge import register_unit_hook
+from tandem.bridge import set_unit_hook
 from tandem.lock import TaskLock
 
 __all__ = ["Shared", "TransactionEnded", "install", "is_tandem_alias"]
@@ -73,6 +73,7 @@ test_connections: dict[str, list[Shared]] = {}
 _owned: weakref.WeakKeyDictionary[asyncio.Task, dict[str, Any]] = weakref.WeakKeyDictionary()
 _unit_depth: dict[asyncio.Task, int] = {}
 _unit_locks: dict[asyncio.Task, list[TaskLock]] = {}  # held by a task's running unit
+_release_scheduled: set[asyncio.Task] = set()
 _tandem_aliases: dict[str, bool] = {}
 
 
@@ -164,6 +165,7 @@ class TaskConnections:
 
 
 def _task_done(task: asyncio.Task) -> None:
+    _release_scheduled.discard(task)
     for wrapper in _owned.pop(task, {}).values():
         wrapper.release_connection(force=True)
 
@@ -176,16 +178,19 @@ def _release_idle(task: asyncio.Task) -> None:
     Django's connect()); as soon as it awaits anything else - or another task
     is waiting for a connection - the connection goes back.
     """
-    wrappers = _owned.get(task)
-    if not wrappers:
-        return
-    for wrapper in wrappers.values():
-        if wrapper.connection is not None and wrapper.pool_has_waiters():
-            wrapper.release_connection()
-    asyncio.get_running_loop().call_soon(_release_if_between_units, task)
+    holding = False
+    for wrapper in _owned.get(task, {}).values():
+        if wrapper.connection is not None:
+            if wrapper.pool_has_waiters():
+                wrapper.release_connection()
+            holding = holding or wrapper.connection is not None
+    if holding and task not in _release_scheduled:
+        _release_scheduled.add(task)
+        asyncio.get_running_loop().call_soon(_release_if_between_units, task)
 
 
 def _release_if_between_units(task: asyncio.Task) -> None:
+    _release_scheduled.discard(task)
     if task in _unit_depth:
         return  # inside its next unit already; that unit's end schedules us again
     for wrapper in _owned.get(task, {}).values():
@@ -197,34 +202,37 @@ def _locks_for_unit() -> list[TaskLock]:
     visible = transactions.get().values()
     shared = [s for s in visible if not s.ended]
     shared += [stack[-1] for stack in test_connections.values() if stack]
+    if not shared:
+        return shared
     covered = {lock for s in visible for lock in s.covers}
     shared.sort(key=lambda s: (s.alias, s.owner is not None))  # fixed order: no lock-order deadlock
     return [s.lock for s in shared if s.lock not in covered]
 
 
-async def _unit_of_work(run):
+async def _unit_of_work(drive, fn, args, kwargs):
     """Bracket each native() call: take shared locks, return connections after."""
     task = current_task()
     depth = _unit_depth.get(task, 0)
-    held: list[TaskLock] = []
+    held: list[TaskLock] = _locks_for_unit() if depth == 0 else []
+    taken = 0
     try:
-        if depth == 0:
-            for lock in _locks_for_unit():
-                await lock.acquire(task)
-                held.append(lock)
+        for lock in held:
+            await lock.acquire(task)
+            taken += 1
+        if depth == 0 and held:
             _unit_locks[task] = held
         _unit_depth[task] = depth + 1
         try:
-            return await run()
+            return await drive(fn, args, kwargs)
         finally:
             if depth:
                 _unit_depth[task] = depth
             else:
                 del _unit_depth[task]
-                del _unit_locks[task]
+                _unit_locks.pop(task, None)
                 _release_idle(task)
     finally:
-        for lock in reversed(held):
+        for lock in reversed(held[:taken]):
             lock.release(task)
 
 
@@ -240,7 +248,7 @@ def install() -> None:
     from django.db import connections
 
     connections._connections = TaskConnections(connections._connections)
-    register_unit_hook(_unit_of_work)
+    set_unit_hook(_unit_of_work)
     setting_changed.connect(forget_settings)
     _installed = True
 

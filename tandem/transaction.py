@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import transaction as django_transaction
 
-from tandem.bridge import native
+from tandem.bridge import call_native
 from tandem.scope import Shared, current_task, is_tandem_alias, transactions
 
 __all__ = ["aatomic"]
@@ -77,7 +77,7 @@ class aatomic:  # noqa: N801 - named like Django's atomic
             await outer.lock.acquire(task)
             held = outer
         try:
-            wrapper = await native(_enter)(atomic, alias)
+            wrapper = await call_native(_enter, atomic, alias)
         except BaseException:
             if held is not None:
                 held.lock.release(task)
@@ -93,7 +93,7 @@ class aatomic:  # noqa: N801 - named like Django's atomic
     async def __aexit__(self, exc_type, exc, tb) -> None:
         atomic, created, token, held, task = self._frames.pop()
         try:
-            await native(atomic.__exit__)(exc_type, exc, tb)
+            await call_native(atomic.__exit__, exc_type, exc, tb)
         finally:
             transactions.reset(token)
             if created is not None:
