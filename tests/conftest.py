@@ -6,22 +6,45 @@ with ``TANDEM_REQUIRE_SERVICES=1`` (set by ``.ci/run``) that is a failure.
 
 import os
 
-import psycopg
 import pytest
 
-from tests.settings import POSTGRES_URL, TEST_DB
+from tests.settings import DATABASES, MYSQL_URL, POSTGRES_URL, TEST_DB
 
 
 def _unreachable() -> str | None:
-    try:
-        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
-    except psycopg.Error as exc:
-        return f"PostgreSQL at {POSTGRES_URL} is not reachable ({exc}); set TANDEM_POSTGRES_URL"
+    """Why the database under test cannot be used, or None."""
+    if TEST_DB == "postgresql":
+        import psycopg
+
+        try:
+            psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
+        except psycopg.Error as exc:
+            return f"PostgreSQL at {POSTGRES_URL} is not reachable ({exc}); set TANDEM_POSTGRES_URL"
+    if TEST_DB == "mysql":
+        try:
+            import MySQLdb
+        except ImportError:
+            return "mysqlclient is not installed (pip install 'django-tandem[mysql]')"
+        db = DATABASES["default"]
+        try:
+            MySQLdb.connect(
+                host=db["HOST"],
+                port=int(db["PORT"]),
+                user=db["USER"],
+                passwd=db["PASSWORD"],
+                connect_timeout=3,
+            ).close()
+        except MySQLdb.Error as exc:
+            return f"MySQL/MariaDB at {MYSQL_URL} is not reachable ({exc}); set TANDEM_MYSQL_URL"
     return None
 
 
+def pytest_report_header(config):
+    return f"tandem: database under test: {TEST_DB} (TANDEM_TEST_DB)"
+
+
 def pytest_collection_modifyitems(config, items):
-    reason = _unreachable() if TEST_DB == "postgresql" else None
+    reason = _unreachable()
     if reason is None:
         return
     if os.environ.get("TANDEM_REQUIRE_SERVICES") == "1":

@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from tandem import native
 from tandem.pool import loop_pools
 from tests.app.models import Author
-from tests.pg import backend_pid
+from tests.db import backend_pid
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,6 +9,7 @@ from django.test import AsyncClient
 
 from tandem import TransactionEnded, aatomic, native
 from tests.app.models import Author, Counter
+from tests.db import backend_pid
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -148,14 +149,8 @@ class _Group:  # Python 3.10 has no TaskGroup
 
 async def test_child_tasks_serialise_on_the_transaction_connection():
     async with aatomic():
-        pids = await asyncio.gather(*(native(_backend_pid)() for _ in range(5)))
+        pids = await asyncio.gather(*(native(backend_pid)("default", 0.01) for _ in range(5)))
         assert len(set(pids)) == 1
-
-
-def _backend_pid():
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid(), pg_sleep(0.01)")
-        return cursor.fetchone()[0]
 
 
 async def test_child_nested_blocks_nest_properly():

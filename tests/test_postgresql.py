@@ -11,7 +11,10 @@ from tandem import aatomic, native
 from tests.app.models import Author, Book
 from tests.settings import POSTGRES_URL
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(connections["default"].vendor != "postgresql", reason="PostgreSQL backend features"),
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
