@@ -1,0 +1,1 @@
+"""MariaDB and MySQL through mysqlclient, one worker thread per connection."""
