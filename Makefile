@@ -22,9 +22,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	touch $(STAMP)
 
+# One run tests one database (TANDEM_TEST_DB), so the coverage gate covers
+# the code every run exercises: everything but the database backends (and the
+# worker threads that only SQLite and MySQL use), which
+# the full report still shows.
 test: $(STAMP)
 	$(BIN)/python -m coverage run -m pytest $(PYTEST_ARGS)
-	$(BIN)/python -m coverage report --fail-under=80
+	$(BIN)/python -m coverage report
+	$(BIN)/python -m coverage report --omit="tandem/db/backends/*/*,tandem/db/threaded.py" --fail-under=80 > /dev/null \
+		|| (echo "coverage of tandem outside the backends is below 80%"; exit 1)
 
 lint: $(STAMP)
 	$(BIN)/ruff check tandem tests bench example

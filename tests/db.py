@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import time
+import weakref
 
 from django.db import connections
 from django.db.backends.signals import connection_created
@@ -23,11 +24,15 @@ _PID_AND_SLEEP = {
 _ids = itertools.count(1)
 
 
+_id_of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _sqlite_functions(sender, connection, **kwargs):
     # SQLite has no server process id and no sleep(): give each connection both.
+    # The id belongs to the physical connection, which a pool hands out again.
     if connection.vendor == "sqlite":
         raw = getattr(connection.connection, "raw", connection.connection)
-        ident = next(_ids)
+        ident = _id_of.setdefault(raw, next(_ids))
         raw.create_function("tandem_connection_id", 0, lambda: ident)
         raw.create_function("tandem_sleep", 1, lambda seconds: time.sleep(seconds) or 0)
 

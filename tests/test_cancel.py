@@ -34,9 +34,12 @@ async def test_cancelled_query_stops_on_the_server_and_the_pool_stays_usable():
     task = asyncio.create_task(native(_sleep_reporting_pid)(pids, 5))
     await asyncio.sleep(0.1)
     assert not has_server() or running_query(pids[0])
+    loop = asyncio.get_running_loop()
+    cancelled_at = loop.time()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    assert loop.time() - cancelled_at < 1.0  # the query was stopped, not waited out (5 s)
     assert await _wait_until_not_running(pids[0])
     assert await Author.objects.acount() == 0  # the next query from the pool works
     await asyncio.sleep(0)
