@@ -1,0 +1,136 @@
+"""``ENGINE = "tandem.db.backends.sqlite3"``: Django's SQLite backend, off the loop.
+
+Everything is Django's SQLite backend: its connect (functions, PRAGMAs,
+``init_command``), adapters and converters, cursor wrapper, transaction
+handling, introspection and schema editor. The differences:
+
+* each connection has a worker thread; inside ``tandem.native()`` its calls
+  run there and the loop awaits them, outside they run in the calling thread
+  as usual (see ``driver.py``);
+* on an event loop connections come from tandem's per-loop pool, configured
+  by ``OPTIONS["pool"]``;
+* defaults for many concurrent writers (each overridable in ``OPTIONS``):
+  WAL journal for file databases, a 20 s busy timeout and ``BEGIN IMMEDIATE``
+  transactions (see ``get_connection_params``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db.backends.base.validation import BaseDatabaseValidation
+from django.db.backends.sqlite3 import base as django_sqlite
+
+from tandem.db.backends.base import TandemValidationMixin, TandemWrapperMixin, bridgeable
+from tandem.db.backends.sqlite3.creation import DatabaseCreation
+from tandem.db.backends.sqlite3.driver import SQLiteConnection
+
+__all__ = ["DatabaseWrapper"]
+
+# Seconds a statement waits for another connection's write lock before
+# "database is locked" (sqlite3's own default is 5).
+DEFAULT_TIMEOUT = 20.0
+# Transactions take the write lock when they begin. With DEFERRED ones, two
+# transactions that both read and then write deadlock: neither can upgrade
+# while the other holds its read snapshot, and SQLite fails one at once with
+# "database is locked", whatever the busy timeout. IMMEDIATE makes writers
+# queue at BEGIN, where the busy timeout applies.
+DEFAULT_TRANSACTION_MODE = "IMMEDIATE"
+# Readers never block the writer nor the writer readers.
+WAL = "PRAGMA journal_mode = WAL"
+
+
+def is_private_memory_db(name: Any) -> bool:
+    """True if every connection to database ``name`` gets a database of its own."""
+    if isinstance(name, Path):
+        return False
+    name = str(name)
+    in_memory = name == ":memory:" or name.startswith("file::memory:") or "mode=memory" in name
+    return in_memory and "cache=shared" not in name
+
+
+def _read_only(name: Any) -> bool:
+    return not isinstance(name, Path) and ("mode=ro" in str(name) or "immutable=1" in str(name))
+
+
+class DatabaseValidation(TandemValidationMixin, BaseDatabaseValidation):
+    """Django's backend checks, plus tandem's."""
+
+
+class _WorkerWrapper(bridgeable(django_sqlite.DatabaseWrapper)):
+    """Django's SQLite wrapper whose connections come with a worker thread."""
+
+    def get_new_connection(self, conn_params):
+        """Django's connect, run on the new connection's worker in the bridge."""
+        connect = super().get_new_connection
+        return SQLiteConnection.open(lambda: connect(conn_params))
+
+
+class DatabaseWrapper(TandemWrapperMixin, _WorkerWrapper):
+    """Django's SQLite ``DatabaseWrapper`` on the event loop."""
+
+    creation_class = DatabaseCreation
+    validation_class = DatabaseValidation
+
+    def get_connection_params(self) -> dict:
+        """Django's parameters, minus ``pool``, plus tandem's defaults.
+
+        Applied to a copy: the settings dict is never changed. Set
+        ``OPTIONS["timeout"]``, ``OPTIONS["transaction_mode"]`` (``None`` for
+        SQLite's DEFERRED) or a ``journal_mode`` in ``OPTIONS["init_command"]``
+        to choose otherwise.
+        """
+        options = self.settings_dict["OPTIONS"]
+        params = super().get_connection_params()  # sets transaction_mode, init_commands
+        params.pop("pool", None)
+        params.setdefault("timeout", DEFAULT_TIMEOUT)
+        if "transaction_mode" not in options:
+            self.transaction_mode = DEFAULT_TRANSACTION_MODE
+        if self._wal_by_default(options):
+            self.init_commands = [WAL, *self.init_commands]
+        return params
+
+    def _wal_by_default(self, options: dict) -> bool:
+        name = self.settings_dict["NAME"]
+        if self.is_in_memory_db() or is_private_memory_db(name) or _read_only(name):
+            return False
+        return "journal_mode" not in str(options.get("init_command", "")).lower()
+
+    def get_new_connection(self, conn_params):
+        """Open a connection; refuse a private in-memory database for tasks."""
+        if self.task_owned and is_private_memory_db(conn_params["database"]):
+            raise ImproperlyConfigured(
+                f"DATABASES[{self.alias!r}]['NAME'] is {conn_params['database']!r}: every "
+                "connection to it is a separate, empty database, and on an event loop each "
+                "task uses a pooled connection of its own. Use a file, or a shared in-memory "
+                "database such as 'file:NAME?mode=memory&cache=shared' (Django's in-memory "
+                "test database is one)."
+            )
+        return super().get_new_connection(conn_params)
+
+    # -- pool hooks -----------------------------------------------------------
+    @staticmethod
+    def connection_is_reusable(conn: SQLiteConnection) -> bool:
+        """Open, its worker idle, never interrupted, and outside a transaction."""
+        if conn.worker.busy or conn.interrupted:
+            return False
+        try:
+            return not conn.raw.in_transaction
+        except sqlite3.ProgrammingError:  # closed
+            return False
+
+    @staticmethod
+    def close_raw_connection(conn: SQLiteConnection) -> None:
+        """Close on the connection's worker, without waiting for it."""
+        conn.close_later()
+
+    def ping_raw_connection(self, conn: SQLiteConnection) -> None:
+        """Run ``SELECT 1``."""
+        cursor = conn.cursor()
+        try:
+            cursor.execute("SELECT 1").fetchone()
+        finally:
+            cursor.close()
