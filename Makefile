@@ -1,5 +1,6 @@
 # Two commands do everything on a fresh machine:
 #   make demo   - the example project on uvicorn at http://127.0.0.1:8000/
+#                 (SQLite; TANDEM_DEMO_DB=postgresql|mysql for a server)
 #   make test   - create the virtualenv, install, run the whole test suite
 # PYTHON picks the interpreter (and so the Django version: 3.11 -> 5.2 LTS,
 # 3.12+ -> 6.1); VENV where its environment lives.

@@ -31,8 +31,12 @@ def _sqlite_functions(sender, connection, **kwargs):
     # SQLite has no server process id and no sleep(): give each connection both.
     # The id belongs to the physical connection, which a pool hands out again.
     if connection.vendor == "sqlite":
-        raw = getattr(connection.connection, "raw", connection.connection)
-        ident = _id_of.setdefault(raw, next(_ids))
+        handle = connection.connection  # tandem's ThreadedConnection; stock: the raw one
+        raw = getattr(handle, "raw", handle)
+        try:
+            ident = _id_of.setdefault(handle, next(_ids))
+        except TypeError:  # sqlite3.Connection takes no weak references: stock backend
+            ident = next(_ids)
         raw.create_function("tandem_connection_id", 0, lambda: ident)
         raw.create_function("tandem_sleep", 1, lambda seconds: time.sleep(seconds) or 0)
 
@@ -45,6 +49,22 @@ def backend_pid(using: str = "default", sleep: float = 0.0) -> int:
     with connections[using].cursor() as cursor:
         cursor.execute(_PID_AND_SLEEP[connections[using].vendor], [sleep])
         return cursor.fetchone()[0]
+
+
+# A query that runs for seconds and that the database can stop midway: a
+# Python sleep function would not notice SQLite's interrupt().
+_LONG_QUERY = {
+    "postgresql": "SELECT pg_sleep(5)",
+    "mysql": "SELECT SLEEP(5)",
+    "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c",
+}
+
+
+def long_query(using: str = "default") -> None:
+    """Sync: run a query that takes seconds, unless cancelled."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(_LONG_QUERY[connections[using].vendor])
+        cursor.fetchall()
 
 
 def has_server() -> bool:

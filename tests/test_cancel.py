@@ -7,14 +7,14 @@ import pytest
 from tandem import aatomic, native
 from tandem.pool import loop_pools
 from tests.app.models import Author
-from tests.db import backend_pid, has_server, running_query
+from tests.db import backend_pid, has_server, long_query, running_query
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _sleep_reporting_pid(pids, seconds):
     pids.append(backend_pid())
-    backend_pid(sleep=seconds)
+    long_query()
 
 
 async def _wait_until_not_running(pid, within=1.0):

@@ -1,13 +1,19 @@
 """Settings for the tandem demo: a tiny ticket shop served by uvicorn.
 
-The only tandem-specific parts are ``"tandem"`` in ``INSTALLED_APPS`` and the
-``tandem.db.backends.postgresql`` ENGINE with its ``OPTIONS["pool"]``.
-Everything else is a plain Django project.
+The only tandem-specific parts are ``"tandem"`` in ``INSTALLED_APPS`` and a
+``tandem.db.backends.*`` ENGINE with its ``OPTIONS["pool"]``. Everything else
+is a plain Django project.
+
+``TANDEM_DEMO_DB`` picks the database: ``sqlite`` (the default: a file next
+to manage.py, no server needed), ``postgresql`` (``TANDEM_POSTGRES_URL``) or
+``mysql`` (MariaDB/MySQL, ``TANDEM_MYSQL_URL``).
 """
 
 import os
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -46,27 +52,38 @@ TEMPLATES = [
 ]
 
 
-def database_from_url(url: str) -> dict:
-    """A tandem PostgreSQL ``DATABASES`` entry for ``postgresql://user:password@host:port/name``."""
+# tandem's own per-event-loop pool: the dashboard runs five queries at once,
+# each on its own pooled connection.
+POOL = {"pool": {"max_size": 10}}
+
+
+def server_database(engine: str, url: str) -> dict:
+    """A tandem ``DATABASES`` entry for ``scheme://user:password@host:port/name``."""
     parts = urlsplit(url)
     return {
-        "ENGINE": "tandem.db.backends.postgresql",
+        "ENGINE": f"tandem.db.backends.{engine}",
         "NAME": unquote(parts.path.lstrip("/")) or "tandem_demo",
         "USER": unquote(parts.username or ""),
         "PASSWORD": unquote(parts.password or ""),
         "HOST": parts.hostname or "",
         "PORT": str(parts.port or ""),
-        # tandem's own per-event-loop pool: the dashboard runs five queries at
-        # once, each on its own pooled connection.
-        "OPTIONS": {"pool": {"max_size": 10}},
+        "OPTIONS": POOL,
     }
 
 
-DATABASES = {
-    "default": database_from_url(
-        os.environ.get("TANDEM_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/tandem_demo")
-    ),
-}
+DEMO_DB = os.environ.get("TANDEM_DEMO_DB", "sqlite")
+if DEMO_DB == "sqlite":
+    default = {"ENGINE": "tandem.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3", "OPTIONS": POOL}
+elif DEMO_DB == "postgresql":
+    url = os.environ.get("TANDEM_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/tandem_demo")
+    default = server_database("postgresql", url)
+elif DEMO_DB == "mysql":
+    default = server_database(
+        "mysql", os.environ.get("TANDEM_MYSQL_URL", "mysql://root@127.0.0.1:3306/tandem_demo")
+    )
+else:
+    raise ImproperlyConfigured(f"TANDEM_DEMO_DB={DEMO_DB!r}: use sqlite, postgresql or mysql.")
+DATABASES = {"default": default}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 USE_TZ = True

@@ -13,6 +13,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connections
 from django.db.models import BooleanField, F, QuerySet, Sum
 from django.db.models.expressions import RawSQL
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect, JsonResponse
@@ -62,16 +63,25 @@ class Stats:
         return {query.name: query.result for query in self.queries}
 
 
-def slowed(queryset: QuerySet, delay: float) -> QuerySet:
-    """``queryset``, made to take ``delay`` seconds longer on the server.
+# An uncorrelated scalar subquery that sleeps: each database evaluates it once
+# per query, not once per row. SQLite has no sleep(): the shop app registers
+# one on each connection (see shop.apps).
+SLEEP_SQL = {
+    "postgresql": "(SELECT true FROM pg_sleep(%s))",
+    "mysql": "(SELECT SLEEP(%s) = 0)",
+    "sqlite": "(SELECT shop_sleep(%s) = 0)",
+}
 
-    A stand-in for a heavy report or a busy database. pg_sleep sits in an
-    uncorrelated scalar subquery, which PostgreSQL evaluates once per query
-    (an InitPlan), not once per row.
+
+def slowed(queryset: QuerySet, delay: float) -> QuerySet:
+    """``queryset``, made to take ``delay`` seconds longer in the database.
+
+    A stand-in for a heavy report or a busy database.
     """
     if not delay:
         return queryset
-    return queryset.filter(RawSQL("(SELECT true FROM pg_sleep(%s))", (delay,), output_field=BooleanField()))
+    sleep = SLEEP_SQL[connections[queryset.db].vendor]
+    return queryset.filter(RawSQL(sleep, (delay,), output_field=BooleanField()))
 
 
 async def timed(name: str, awaitable: Awaitable) -> Timed:

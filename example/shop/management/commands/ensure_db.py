@@ -1,4 +1,4 @@
-"""``manage.py ensure_db``: create the database of ``DATABASES["default"]`` if missing."""
+"""``manage.py ensure_db``: create the server database of ``DATABASES["default"]`` if missing."""
 
 import psycopg
 from django.conf import settings
@@ -21,6 +21,13 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         db = settings.DATABASES["default"]
         name = db["NAME"]
+        vendor = db["ENGINE"].rsplit(".", 1)[-1]
+        if vendor == "sqlite3":
+            self.stdout.write(f"SQLite: {name} is created on first use.")
+            return
+        if vendor == "mysql":
+            self.create_mysql(db)
+            return
         params = {
             key: value
             for key, value in {
@@ -39,3 +46,16 @@ class Command(BaseCommand):
                 return
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         self.stdout.write(self.style.SUCCESS(f"Created database {name!r}."))
+
+    def create_mysql(self, db: dict) -> None:
+        """CREATE DATABASE IF NOT EXISTS on MariaDB/MySQL (it has that)."""
+        import MySQLdb
+
+        login = {"host": db["HOST"] or "127.0.0.1", "user": db["USER"] or "root", "passwd": db["PASSWORD"]}
+        conn = MySQLdb.connect(**login, port=int(db["PORT"] or 3306))
+        try:
+            name = db["NAME"].replace("`", "``")
+            conn.cursor().execute(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4")
+        finally:
+            conn.close()
+        self.stdout.write(self.style.SUCCESS(f"Database {db['NAME']!r} is there."))
