@@ -1,25 +1,33 @@
 #!/usr/bin/env python
-"""Django's ORM three ways on one PostgreSQL server: sync, stock async, tandem.
+"""Django's ORM three ways on each database: sync, stock async, tandem.
 
 Run from the repository root::
 
-    python bench/orm.py              # full run: 5 rounds, ~2 minutes
-    python bench/orm.py --quick      # smoke run: a few seconds
-    python bench/orm.py --profile aget   # where tandem's aget spends its time
+    python bench/orm.py                  # PostgreSQL, SQLite and MariaDB/MySQL, ~3 minutes
+    python bench/orm.py --db sqlite      # one database, ~1 minute
+    python bench/orm.py --quick          # smoke run, ~35 s
+    python bench/orm.py --profile aget   # where tandem's aget spends its time (PostgreSQL)
 
-Modes, each on its own alias of the same database:
+For each database, three modes, each on its own alias of the same database:
 
 * ``sync``: the sync ORM in a worker thread without an event loop (what a
-  WSGI view does); stock backend, no pool, persistent connection;
-* ``stock``: Django's async API (``aget``, ``acreate``...) on the stock backend
-  with Django's psycopg_pool, awaited on an asyncio loop;
-* ``tandem``: the same async API on a ``tandem.db.backends.postgresql`` alias.
+  WSGI view does); stock backend, persistent connection;
+* ``stock``: Django's async API (``aget``, ``acreate``...) on the stock
+  backend, awaited on an asyncio loop: with Django's psycopg_pool on
+  PostgreSQL; SQLite and MySQL have no stock pool, so a persistent connection
+  in asgiref's thread;
+* ``tandem``: the same async API on a ``tandem.db.backends.<vendor>`` alias
+  with tandem's pool.
 
 Each operation is timed sequentially as µs per operation (the parallel row: ms
 per batch of concurrent queries). Every round measures every operation in
 every mode, the mode order rotating from round to round so a noisy moment is
 spread over all of them; the report shows the median of the rounds. Results
 also go to ``bench/results/`` as JSON (see bench/README.md).
+
+Django is configured once per process, so ``--db all`` (the default) runs
+this script once per database, in a subprocess, and then prints a table of
+all of them.
 """
 
 from __future__ import annotations
@@ -30,9 +38,12 @@ import gc
 import json
 import os
 import platform
+import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +56,14 @@ from urllib.parse import urlsplit, urlunsplit
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/tandem_bench"
+DEFAULT_MYSQL_URL = "mysql://root@127.0.0.1:3306/tandem_bench"
+
+DATABASES = ("postgresql", "sqlite", "mysql")  # what --db all runs, in this order
+ENGINES = {  # per database: the stock backend (sync and stock modes), tandem's
+    "postgresql": ("django.db.backends.postgresql", "tandem.db.backends.postgresql"),
+    "sqlite": ("django.db.backends.sqlite3", "tandem.db.backends.sqlite3"),
+    "mysql": ("django.db.backends.mysql", "tandem.db.backends.mysql"),
+}
 
 MODES = ("sync", "stock", "tandem")
 ALIASES = {"sync": "default", "stock": "stock", "tandem": "tandem"}
@@ -63,6 +82,12 @@ TARGET_PARALLEL_MS = 80.0
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line; ``--quick`` lowers rounds and iterations."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--db",
+        choices=(*DATABASES, "all"),
+        help="the database to run on; all: each in turn, in a subprocess (default: all; "
+        "postgresql with --profile)",
+    )
     parser.add_argument("--rounds", type=int, default=5, help="rounds, median reported (default 5)")
     parser.add_argument(
         "--iterations",
@@ -76,6 +101,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=os.environ.get("TANDEM_BENCH_URL", DEFAULT_URL),
         help=f"PostgreSQL database, created if missing (default $TANDEM_BENCH_URL or {DEFAULT_URL})",
     )
+    parser.add_argument(
+        "--mysql-url",
+        default=os.environ.get("TANDEM_BENCH_MYSQL_URL", DEFAULT_MYSQL_URL),
+        help="MariaDB/MySQL database, created if missing "
+        f"(default $TANDEM_BENCH_MYSQL_URL or {DEFAULT_MYSQL_URL})",
+    )
     parser.add_argument("--no-save", action="store_true", help="do not write JSON results")
     parser.add_argument(
         "--profile",
@@ -84,19 +115,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--profile-mode", choices=("stock", "tandem"), default="tandem")
     parser.add_argument("--profile-all", action="store_true", help="show every frame in the profile")
+    # --db all hands each subprocess a file for its results.
+    parser.add_argument("--result-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.iterations = 2, 20
     if args.rounds < 1 or args.iterations < 1:
         parser.error("--rounds and --iterations must be at least 1")
+    if args.db is None:
+        args.db = "postgresql" if args.profile else "all"
+    if args.profile and args.db == "all":
+        parser.error("--profile runs on one database: choose it with --db")
     return args
 
 
 # -- database and Django setup -------------------------------------------------
 
 
-def ensure_database(url: str) -> None:
-    """Create the benchmark database if missing, via the server's ``postgres`` db."""
+def ensure_database(db: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Create the benchmark database if missing; its connection settings (NAME, HOST...)."""
+    if db == "postgresql":
+        ensure_postgresql(args.url)
+        return server_settings(args.url)
+    if db == "mysql":
+        ensure_mysql(args.mysql_url)
+        return server_settings(args.mysql_url)
+    # A new file each run, in a directory main() removes at the end.
+    directory = tempfile.mkdtemp(prefix="tandem-bench-")
+    return {"NAME": str(Path(directory) / "bench.sqlite3")}
+
+
+def ensure_postgresql(url: str) -> None:
+    """Create the PostgreSQL database if missing, via the server's ``postgres`` db."""
     import psycopg
     from psycopg import sql
 
@@ -108,32 +158,52 @@ def ensure_database(url: str) -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
-def database_settings(url: str) -> dict[str, dict[str, Any]]:
-    """One alias per mode, all on the database at ``url``."""
+def ensure_mysql(url: str) -> None:
+    """Create the MariaDB/MySQL database if missing."""
+    import MySQLdb
+
     parts = urlsplit(url)
-    server = {
+    name = parts.path.lstrip("/")
+    conn = MySQLdb.connect(
+        host=parts.hostname or "localhost",
+        port=parts.port or 3306,
+        user=parts.username or "",
+        password=parts.password or "",
+    )
+    try:
+        quoted = "`" + name.replace("`", "``") + "`"
+        conn.cursor().execute(f"CREATE DATABASE IF NOT EXISTS {quoted} CHARACTER SET utf8mb4")
+    finally:
+        conn.close()
+
+
+def server_settings(url: str) -> dict[str, Any]:
+    """NAME, USER, PASSWORD, HOST and PORT of the database at ``url``."""
+    parts = urlsplit(url)
+    return {
         "NAME": parts.path.lstrip("/"),
         "USER": parts.username or "",
         "PASSWORD": parts.password or "",
         "HOST": parts.hostname or "",
         "PORT": str(parts.port or ""),
     }
+
+
+def database_settings(db: str, server: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """One alias per mode, all on the same database."""
+    stock_engine, tandem_engine = ENGINES[db]
+    if db == "postgresql":
+        stock = {"OPTIONS": {"pool": {"min_size": 10, "max_size": 10}}}
+    else:  # no pool in Django: one persistent connection, in asgiref's thread
+        stock = {"CONN_MAX_AGE": None}
     return {
-        ALIASES["sync"]: {**server, "ENGINE": "django.db.backends.postgresql", "CONN_MAX_AGE": None},
-        ALIASES["stock"]: {
-            **server,
-            "ENGINE": "django.db.backends.postgresql",
-            "OPTIONS": {"pool": {"min_size": 10, "max_size": 10}},
-        },
-        ALIASES["tandem"]: {
-            **server,
-            "ENGINE": "tandem.db.backends.postgresql",
-            "OPTIONS": {"pool": {"max_size": 10}},
-        },
+        ALIASES["sync"]: {**server, "ENGINE": stock_engine, "CONN_MAX_AGE": None},
+        ALIASES["stock"]: {**server, "ENGINE": stock_engine, **stock},
+        ALIASES["tandem"]: {**server, "ENGINE": tandem_engine, "OPTIONS": {"pool": {"max_size": 10}}},
     }
 
 
-def configure_django(url: str) -> None:
+def configure_django(databases: dict[str, dict[str, Any]]) -> None:
     """Settings for a minimal project: tandem plus the benchmark's models."""
     import django
     from django.conf import settings
@@ -141,7 +211,7 @@ def configure_django(url: str) -> None:
     if str(BENCH_DIR) not in sys.path:  # benchapp and workload live next to this file
         sys.path.insert(0, str(BENCH_DIR))
     settings.configure(
-        DATABASES=database_settings(url),
+        DATABASES=databases,
         INSTALLED_APPS=["tandem", "benchapp"],
         SECRET_KEY="tandem-bench",
         USE_TZ=True,
@@ -149,6 +219,20 @@ def configure_django(url: str) -> None:
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
     )
     django.setup()
+
+
+def sqlite_wal() -> None:
+    """Put the new SQLite file in WAL mode, the way tandem's backend does by default.
+
+    tandem's connections switch a file database to WAL when they open; the
+    journal mode belongs to the file, so the stock aliases' connections use
+    WAL too. Done first, before any other connection is open.
+    """
+    from django.db import connections
+
+    wrapper = connections[ALIASES["tandem"]]
+    wrapper.ensure_connection()
+    wrapper.close()
 
 
 # -- timing --------------------------------------------------------------------
@@ -221,7 +305,8 @@ def _close_stock() -> None:
 
     wrapper = connections[ALIASES["stock"]]
     wrapper.close()
-    wrapper.close_pool()
+    if wrapper.vendor == "postgresql":  # the only stock pool here
+        wrapper.close_pool()
 
 
 # -- the benchmark -------------------------------------------------------------
@@ -338,9 +423,9 @@ def check_targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def print_report(rows: list[dict[str, Any]], targets: dict[str, Any], rounds: int) -> None:
+def print_report(rows: list[dict[str, Any]], targets: dict[str, Any], rounds: int, label: str) -> None:
     """Wall-clock medians, client CPU medians, then the targets."""
-    print(f"\nWall clock, median of {rounds} rounds (µs per operation; [ms]: ms per call)\n")
+    print(f"\n{label}: wall clock, median of {rounds} rounds (µs per operation; [ms]: ms per call)\n")
     print_medians(rows, "median", f"{'tandem/sync':>13}{'stock/tandem':>14}", _ratios)
     print("\nClient CPU (this process, all threads), median: what each mode costs the machine\n")
     print_medians(rows, "median_cpu", f"{'tandem-sync':>13}", _cpu_overhead)
@@ -366,9 +451,9 @@ def print_medians(rows: list[dict[str, Any]], field: str, extra_header: str, ext
         print(f"{title:<32}{values}{extra(row)}")
 
 
-def print_targets(targets: dict[str, Any]) -> None:
+def print_targets(targets: dict[str, Any], heading: str = "\nTargets (wall clock):") -> None:
     """Each target, its worst case and whether it is met."""
-    print("\nTargets (wall clock):")
+    print(heading)
     descriptions = {
         "tandem_vs_sync": "tandem per op vs sync",
         "stock_vs_tandem": "tandem speed-up over stock async",
@@ -390,15 +475,10 @@ def package_version(name: str) -> str | None:
         return None
 
 
-def machine_info() -> dict[str, Any]:
-    """What the numbers depend on: versions, cores, load, server."""
+def machine_info(db: str) -> dict[str, Any]:
+    """What the numbers depend on: versions, cores, load, database server."""
     import django
-    from django.db import connections
 
-    wrapper = connections[ALIASES["sync"]]
-    with wrapper.cursor():  # to read the server version
-        server = wrapper.pg_version
-    wrapper.close()
     return {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
@@ -406,14 +486,46 @@ def machine_info() -> dict[str, Any]:
         "django": django.__version__,
         "psycopg": package_version("psycopg"),
         "psycopg_pool": package_version("psycopg-pool"),
+        "mysqlclient": package_version("mysqlclient"),
         "greenlet": package_version("greenlet"),
         "asgiref": package_version("asgiref"),
         "tandem": package_version("django-tandem"),
         "tandem_commit": git_commit(),
         "nproc": os.cpu_count(),
         "loadavg": os.getloadavg(),
-        "postgresql": server,
+        "database": db,
+        **server_info(db),
     }
+
+
+def server_info(db: str) -> dict[str, Any]:
+    """The server's version and a label for reports; for SQLite, each alias's journal mode."""
+    from django.db import connections
+
+    wrapper = connections[ALIASES["sync"]]
+    try:
+        if db == "postgresql":
+            with wrapper.cursor():  # to read the server version
+                version = wrapper.pg_version
+            major, minor = divmod(version, 10000)
+            return {"postgresql": version, "label": f"PostgreSQL {major}.{minor}"}
+        if db == "mysql":
+            with wrapper.cursor():
+                version = wrapper.mysql_server_info
+            name = "MariaDB" if wrapper.mysql_is_mariadb else "MySQL"
+            return {"mysql": version, "label": f"{name} {version.split('-')[0]}"}
+        journal = {}
+        for mode, alias in ALIASES.items():
+            with connections[alias].cursor() as cursor:
+                cursor.execute("PRAGMA journal_mode")
+                journal[mode] = cursor.fetchone()[0]
+        return {
+            "sqlite": sqlite3.sqlite_version,
+            "journal_mode": journal,
+            "label": f"SQLite {sqlite3.sqlite_version}",
+        }
+    finally:
+        connections.close_all()
 
 
 def git_commit() -> str | None:
@@ -427,18 +539,18 @@ def git_commit() -> str | None:
     return result.stdout.strip()
 
 
-def save_results(document: dict[str, Any], quick: bool) -> Path:
-    """Write the timestamped JSON file; full runs also refresh ``orm-latest.json``."""
+def save_results(document: dict[str, Any], name: str, quick: bool) -> Path:
+    """Write ``orm-<name>-...-<UTC time>.json``; full runs also refresh ``orm-<name>-latest.json``."""
     info = document["machine"]
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     python = ".".join(info["python"].split(".")[:2])
-    name = f"orm-py{python}-django{info['django']}-{stamp}{'-quick' if quick else ''}.json"
+    filename = f"orm-{name}-py{python}-django{info['django']}-{stamp}{'-quick' if quick else ''}.json"
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-    path = RESULTS_DIR / name
+    path = RESULTS_DIR / filename
     path.write_text(text, encoding="utf-8")
     if not quick:  # a smoke run should not replace the last real numbers
-        (RESULTS_DIR / "orm-latest.json").write_text(text, encoding="utf-8")
+        (RESULTS_DIR / f"orm-{name}-latest.json").write_text(text, encoding="utf-8")
     return path
 
 
@@ -450,26 +562,121 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
+# -- all databases -------------------------------------------------------------
+
+
+def run_all(args: argparse.Namespace) -> int:
+    """Each database in a subprocess of this script, then one table of them all."""
+    started = datetime.now(timezone.utc)
+    documents: dict[str, dict[str, Any]] = {}
+    failed = []
+    with tempfile.TemporaryDirectory(prefix="tandem-bench-") as scratch:
+        for db in DATABASES:
+            result_file = Path(scratch) / f"{db}.json"
+            command = [sys.executable, str(Path(__file__).resolve()), "--db", db, *forwarded_flags(args)]
+            command += ["--result-file", str(result_file)]
+            print(f"\n=== {db} " + "=" * 60, flush=True)
+            returncode = subprocess.run(command, check=False).returncode
+            if returncode != 0 or not result_file.exists():
+                print(f"\n{db}: the benchmark failed (exit status {returncode})", flush=True)
+                failed.append(db)
+                continue
+            documents[db] = json.loads(result_file.read_text(encoding="utf-8"))
+    if documents:
+        print_combined(documents, args.rounds)
+    if documents and not args.no_save:
+        combined = {
+            "benchmark": "orm-all",
+            "started": started.isoformat(),
+            "finished": datetime.now(timezone.utc).isoformat(),
+            "machine": common_machine_info(documents),
+            "failed": failed,
+            "databases": documents,
+        }
+        print(f"\nResults: {display_path(save_results(combined, 'all', args.quick))}")
+    if failed:
+        print(f"\nFailed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+def common_machine_info(documents: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The first database's ``machine``, minus what is that database's own."""
+    own = {"database", "label", "loadavg", "journal_mode", *DATABASES}
+    first = next(iter(documents.values()))["machine"]
+    return {key: value for key, value in first.items() if key not in own}
+
+
+def forwarded_flags(args: argparse.Namespace) -> list[str]:
+    """This run's options, for the subprocess that runs one database."""
+    flags = (
+        ["--quick"] if args.quick else ["--rounds", str(args.rounds), "--iterations", str(args.iterations)]
+    )
+    flags += ["--url", args.url, "--mysql-url", args.mysql_url]
+    return flags + (["--no-save"] if args.no_save else [])
+
+
+def print_combined(documents: dict[str, dict[str, Any]], rounds: int) -> None:
+    """One line per operation: per database the three modes and the two ratios; then targets."""
+    labels = {db: document["machine"]["label"] for db, document in documents.items()}
+    rows = {db: {row["key"]: row for row in document["operations"]} for db, document in documents.items()}
+    block = 7 * 3 + 7 * 2  # three modes, two ratios
+    print(f"\nAll databases: wall clock, median of {rounds} rounds (µs per operation; [ms]: ms per call)")
+    print(
+        f"t/s = tandem/sync (target <= {TARGET_TANDEM_VS_SYNC:.2f}x), "
+        f"s/t = stock async/tandem (target >= {TARGET_STOCK_VS_TANDEM:.2f}x)\n"
+    )
+    width = 30
+    columns = "".join(f"{name:>7}" for name in ("sync", "stock", "tandem", "t/s", "s/t"))
+    print((" " * width + "".join(f" | {labels[db]:<{block}}" for db in documents)).rstrip())
+    print(f"{'operation':<{width}}" + f" | {columns}" * len(documents))
+    print("-" * (width + len(documents) * (block + 3)))
+    first = next(iter(documents.values()))
+    for op in first["operations"]:
+        title = op["title"] + (" [ms]" if op["unit"] == "ms per call" else "")
+        line = f"{title:<{width}}"
+        for db in documents:
+            row = rows[db][op["key"]]
+            values = "".join(f"{row['median'][mode]:>7.0f}" for mode in MODES)
+            line += f" | {values}{row['tandem_vs_sync']:>6.2f}x{row['stock_vs_tandem']:>6.2f}x"
+        print(line)
+    for db, document in documents.items():
+        print_targets(document["targets"], f"\nTargets, {labels[db]} (wall clock):")
+
+
 # -- entry point ---------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
     """Set up, measure, report."""
     args = parse_args(argv)
-    ensure_database(args.url)
-    configure_django(args.url)
+    if args.db == "all":
+        return run_all(args)
+    server = ensure_database(args.db, args)
+    try:
+        return run_one(args, server)
+    finally:
+        if args.db == "sqlite":
+            shutil.rmtree(Path(server["NAME"]).parent, ignore_errors=True)
+
+
+def run_one(args: argparse.Namespace, server: dict[str, Any]) -> int:
+    """The benchmark on one database (``args.db``), in this process."""
+    configure_django(database_settings(args.db, server))  # Django fills in defaults: a copy
     import workload  # needs Django set up
     from django.db import connections
 
+    if args.db == "sqlite":
+        workload.register_sqlite_sleep()
+        sqlite_wal()
     fixture = workload.prepare(ALIASES["sync"])
-    info = machine_info()
-    connections.close_all()  # the main thread's setup connection; the loop runs here next
+    info = machine_info(args.db)
+    connections.close_all()  # the main thread's setup connections; the loop runs here next
     if args.profile:
         asyncio.run(profile_operation(workload.OPERATIONS, fixture, args))
         return 0
 
     print(
-        f"ORM benchmark: Python {info['python']}, Django {info['django']}, "
+        f"ORM benchmark on {info['label']}: Python {info['python']}, Django {info['django']}, "
         f"{args.rounds} rounds x {args.iterations} iterations, {info['nproc']} cores",
         flush=True,
     )
@@ -477,23 +684,25 @@ def main(argv: list[str] | None = None) -> int:
     raw = asyncio.run(run_rounds(workload.OPERATIONS, fixture, args))
     rows = summarize(workload.OPERATIONS, raw)
     targets = check_targets(rows)
-    print_report(rows, targets, args.rounds)
+    print_report(rows, targets, args.rounds, info["label"])
+    document = {
+        "benchmark": "orm",
+        "started": started.isoformat(),
+        "finished": datetime.now(timezone.utc).isoformat(),
+        "machine": info,
+        "config": {
+            "rounds": args.rounds,
+            "iterations": {op.key: op.iterations(args.iterations) for op in workload.OPERATIONS},
+            "quick": args.quick,
+            "databases": database_settings(args.db, server),
+        },
+        "operations": rows,
+        "targets": targets,
+    }
     if not args.no_save:
-        document = {
-            "benchmark": "orm",
-            "started": started.isoformat(),
-            "finished": datetime.now(timezone.utc).isoformat(),
-            "machine": info,
-            "config": {
-                "rounds": args.rounds,
-                "iterations": {op.key: op.iterations(args.iterations) for op in workload.OPERATIONS},
-                "quick": args.quick,
-                "databases": database_settings(args.url),
-            },
-            "operations": rows,
-            "targets": targets,
-        }
-        print(f"\nResults: {display_path(save_results(document, args.quick))}")
+        print(f"\nResults: {display_path(save_results(document, args.db, args.quick))}")
+    if args.result_file:
+        args.result_file.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
     return 0
 
 

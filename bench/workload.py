@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -24,12 +25,13 @@ from datetime import datetime, timedelta, timezone
 from asgiref.sync import sync_to_async
 from benchapp.models import Author, Book
 from django.db import connections, transaction
+from django.db.backends.signals import connection_created
 from django.db.models import IntegerField
 from django.db.models.expressions import RawSQL
 
 import tandem
 
-__all__ = ["OPERATIONS", "Fixture", "Operation", "prepare"]
+__all__ = ["OPERATIONS", "Fixture", "Operation", "prepare", "register_sqlite_sleep"]
 
 AUTHORS = 100
 BOOKS_PER_AUTHOR = 20  # the list operation reads exactly one author's books
@@ -167,9 +169,45 @@ async def atomic_tandem(alias: str, fx: Fixture) -> None:
             await create_async(alias, fx)
 
 
+# A query that makes the server wait SLEEP_SECONDS, per vendor. One row, so
+# the server sleeps exactly once per query. SQLite has no sleep: the benchmark
+# registers SQLITE_SLEEP on each connection (register_sqlite_sleep), and it
+# runs in the thread executing the query, like any SQLite function.
+SQLITE_SLEEP = "bench_sleep"
+SLEEP_SQL = {
+    "postgresql": "(SELECT 1 FROM pg_sleep(%s))",
+    "mysql": "(SELECT SLEEP(%s))",
+    "sqlite": f"(SELECT {SQLITE_SLEEP}(%s))",
+}
+
+
+def _sleep(seconds: float) -> int:
+    time.sleep(seconds)  # releases the GIL, as a server-side sleep frees the client
+    return 1
+
+
+# Raw connections that have the function, kept alive so no id is reused.
+_sleepy: dict[int, object] = {}
+
+
+def _add_sleep(sender, connection, **kwargs) -> None:
+    if connection.vendor != "sqlite":
+        return
+    # tandem's backend wraps the driver's connection (ThreadedConnection.raw).
+    raw = getattr(connection.connection, "raw", connection.connection)
+    if id(raw) not in _sleepy:
+        raw.create_function(SQLITE_SLEEP, 1, _sleep)
+        _sleepy[id(raw)] = raw
+
+
+def register_sqlite_sleep() -> None:
+    """Give every SQLite connection opened from now on the ``bench_sleep`` function."""
+    connection_created.connect(_add_sleep, dispatch_uid="tandem-bench-sleep")
+
+
 def _sleeper(alias: str, fx: Fixture):
-    # One row, so the server sleeps exactly once per query.
-    sleep = RawSQL("(SELECT 1 FROM pg_sleep(%s))", (SLEEP_SECONDS,), output_field=IntegerField())
+    sql = SLEEP_SQL[connections[alias].vendor]
+    sleep = RawSQL(sql, (SLEEP_SECONDS,), output_field=IntegerField())
     return Author.objects.using(alias).filter(pk=fx.author_pk).annotate(slept=sleep)
 
 
@@ -216,7 +254,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("atomic3", "atomic, 3 creates", atomic_sync, atomic_stock, atomic_tandem, share=0.5),
     Operation(
         "parallel",
-        f"{PARALLEL_QUERIES} parallel pg_sleep({SLEEP_SECONDS:g})",
+        f"{PARALLEL_QUERIES} parallel sleep({SLEEP_SECONDS:g})",
         parallel_sync,
         parallel_async,
         parallel_async,
