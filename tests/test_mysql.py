@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from django.db import DatabaseError, OperationalError, connection, connections
+from django.db import OperationalError, connection, connections
 
 if connections["default"].vendor != "mysql":
     pytest.skip(
@@ -250,27 +250,6 @@ def test_pools_and_worker_threads_end_with_the_loop():
 
 
 # -- Django's MySQL features ---------------------------------------------------------------
-
-
-async def test_select_for_update_nowait_across_tasks():
-    author = await Author.objects.acreate(name="locked")
-    locked, done = asyncio.Event(), asyncio.Event()
-
-    async def holder():
-        async with aatomic():
-            await Author.objects.select_for_update().aget(pk=author.pk)
-            locked.set()
-            await done.wait()
-
-    task = asyncio.create_task(holder())
-    await locked.wait()
-    with pytest.raises(DatabaseError):
-        async with aatomic():
-            await Author.objects.select_for_update(nowait=True).aget(pk=author.pk)
-    done.set()
-    await task
-    async with aatomic():  # free again
-        assert (await Author.objects.select_for_update(nowait=True).aget(pk=author.pk)).pk == author.pk
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ import datetime
 
 import psycopg
 import pytest
-from django.db import DatabaseError, connection, connections, transaction
+from django.db import connection, connections, transaction
 
-from tandem import aatomic, native
+from tandem import native
 from tests.app.models import Author, Book
 from tests.settings import POSTGRES_URL
 
@@ -56,28 +56,6 @@ async def test_timezone_aware_datetimes_round_trip():
     await Book.objects.acreate(title="t", author=author, published=moment)
     fetched = await Book.objects.aget(title="t")
     assert fetched.published == moment and fetched.published.tzinfo is not None
-
-
-async def test_select_for_update_locks_across_tasks():
-    author = await Author.objects.acreate(name="locked")
-    locked = asyncio.Event()
-    done = asyncio.Event()
-
-    async def holder():
-        async with aatomic():
-            await Author.objects.select_for_update().aget(pk=author.pk)
-            locked.set()
-            await done.wait()
-
-    task = asyncio.create_task(holder())
-    await locked.wait()
-    with pytest.raises(DatabaseError):
-        async with aatomic():
-            await Author.objects.select_for_update(nowait=True).aget(pk=author.pk)
-    done.set()
-    await task
-    async with aatomic():  # free again
-        assert (await Author.objects.select_for_update(nowait=True).aget(pk=author.pk)).pk == author.pk
 
 
 async def test_server_side_cursor_inside_native():

@@ -3,7 +3,7 @@
 import asyncio
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models.signals import post_save
 from django.test import AsyncClient
 
@@ -257,3 +257,27 @@ async def test_on_commit_outside_a_transaction_runs_now():
     transaction.on_commit(async_hook)
     await asyncio.sleep(0.01)
     assert ran == ["sync", "async"]
+
+
+@pytest.mark.skipif(
+    not connection.features.has_select_for_update_nowait, reason="the database has no row locks (SQLite)"
+)
+async def test_select_for_update_locks_across_tasks():
+    author = await Author.objects.acreate(name="locked")
+    locked, done = asyncio.Event(), asyncio.Event()
+
+    async def holder():
+        async with aatomic():
+            await Author.objects.select_for_update().aget(pk=author.pk)
+            locked.set()
+            await done.wait()
+
+    task = asyncio.create_task(holder())
+    await asyncio.wait_for(locked.wait(), 10)
+    with pytest.raises(DatabaseError):
+        async with aatomic():
+            await Author.objects.select_for_update(nowait=True).aget(pk=author.pk)
+    done.set()
+    await task
+    async with aatomic():  # free again
+        assert (await Author.objects.select_for_update(nowait=True).aget(pk=author.pk)).pk == author.pk
