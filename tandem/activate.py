@@ -83,13 +83,12 @@ def bridge_aware_async_to_sync(awaitable: Callable, *, force_new_loop: bool = Fa
     asgiref refuses to run in a thread with a running loop; sync code in the
     bridge (``Signal.send`` with an async receiver) can simply ``await_``.
     """
-    stock = _stock_async_to_sync(awaitable, force_new_loop=force_new_loop)
 
     def call(*args, **kwargs):
         if in_bridge():
             with lend_connections():
                 return await_(awaitable(*args, **kwargs))
-        return stock(*args, **kwargs)
+        return _stock_async_to_sync(awaitable, force_new_loop=force_new_loop)(*args, **kwargs)
 
     return call
 

@@ -200,10 +200,6 @@ class ThreadedConnection:
         finally:
             self.worker.stop()
 
-    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        """Call a driver method that may block (``ping``, ``autocommit``, ...) on the worker."""
-        return self.worker.run(getattr(self._raw, name), *args, **kwargs)
-
     def __getattr__(self, name: str) -> Any:
         return getattr(self._raw, name)
 

@@ -49,6 +49,15 @@ def _is_async_callable(func) -> bool:
 
 
 _background: set[asyncio.Task] = set()
+
+
+def _in_background(coro) -> None:
+    """Run ``coro`` as a task nobody awaits, kept referenced until it ends."""
+    task = asyncio.ensure_future(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
 logger = logging.getLogger("tandem.db.backends")
 
 
@@ -154,9 +163,7 @@ class TandemWrapperMixin:
             raise TypeError("on_commit()'s callback must be a callable.")
         if not self.in_atomic_block and _on_loop_outside_bridge():
             if _is_async_callable(func):
-                task = asyncio.ensure_future(func())
-                _background.add(task)
-                task.add_done_callback(_background.discard)
+                _in_background(func())
             elif robust:
                 try:
                     func()
@@ -208,9 +215,7 @@ class PinnedCursor:
         if not self._pinned:
             return
         if _on_loop_outside_bridge():
-            task = asyncio.ensure_future(native(self._close_now)())
-            _background.add(task)
-            task.add_done_callback(_background.discard)
+            _in_background(native(self._close_now)())
             return
         self._close_now()
 
