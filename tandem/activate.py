@@ -33,7 +33,7 @@ ORM_MODULES = (
 )
 
 _stock_sync_to_async = asgiref_sync.sync_to_async
-_stock_async_to_sync = asgiref_sync.async_to_sync
+_stock_async_to_sync_call = asgiref_sync.AsyncToSync.__call__
 
 
 def _alias_of(func: Callable, args: tuple, kwargs: dict) -> str:
@@ -77,20 +77,21 @@ def routed_sync_to_async(
     return routed
 
 
-def bridge_aware_async_to_sync(awaitable: Callable, *, force_new_loop: bool = False):
-    """``async_to_sync`` that, inside the bridge, awaits on the running loop.
+def _bridged_async_to_sync_call(self: asgiref_sync.AsyncToSync, *args: Any, **kwargs: Any) -> Any:
+    """``AsyncToSync.__call__`` that, inside the bridge, awaits on the running loop.
 
-    asgiref refuses to run in a thread with a running loop; sync code in the
-    bridge (``Signal.send`` with an async receiver) can simply ``await_``.
+    asgiref refuses to start a loop in a thread that runs one, so without
+    this, sync code called through ``native()`` could not call
+    ``async_to_sync(f)`` the way it can under ``sync_to_async`` (Django's
+    ``Signal.send`` with async receivers, channels' ``group_send`` in a
+    signal handler, ...). In the bridge there is no need for a second loop:
+    the coroutine is awaited by the task the sync code runs for, and sees
+    the transactions that code is in.
     """
-
-    def call(*args, **kwargs):
-        if in_bridge():
-            with lend_connections():
-                return await_(awaitable(*args, **kwargs))
-        return _stock_async_to_sync(awaitable, force_new_loop=force_new_loop)(*args, **kwargs)
-
-    return call
+    if in_bridge():
+        with lend_connections():
+            return await_(self.awaitable(*args, **kwargs))
+    return _stock_async_to_sync_call(self, *args, **kwargs)
 
 
 def _patch(module_name: str, name: str, replacement: Any) -> None:
@@ -110,6 +111,9 @@ def install() -> None:
     scope.install()
     for module_name in ORM_MODULES:
         _patch(module_name, "sync_to_async", routed_sync_to_async)
-    _patch("django.dispatch.dispatcher", "async_to_sync", bridge_aware_async_to_sync)
+    # Signal.asend runs sync receivers through sync_to_async: natively, they
+    # join the sender's task, its connections and its transaction.
+    _patch("django.dispatch.dispatcher", "sync_to_async", routed_sync_to_async)
+    asgiref_sync.AsyncToSync.__call__ = _bridged_async_to_sync_call
     views.install()
     testing.install()

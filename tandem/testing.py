@@ -10,17 +10,30 @@ So while a ``TestCase`` transaction is open, every task on every loop uses
 the test thread's wrapper for tandem aliases, one unit of work at a time.
 ``TransactionTestCase`` (``transaction=True``) opens no transaction, so tasks
 keep their own pooled connections, as in production.
+
+Stock Django runs an async test with ``async_to_sync`` from the test thread,
+so every thread-sensitive ``sync_to_async`` call of the test (a sync view or
+middleware under ``AsyncClient``, a session save, a sync signal receiver)
+runs back in the test thread, on the test's connection. Under tandem the
+loop may be the test thread itself, so while a test transaction is shared
+those calls run with ``native()`` instead: same connection, same
+transaction, one at a time, as in stock Django.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from asgiref.sync import SyncToAsync
 from django.db import connections
 from django.test import TestCase
 
+from tandem.bridge import call_native
 from tandem.scope import Shared, is_tandem_alias, test_connections
 
 _stock_enter_atomics = TestCase._enter_atomics.__func__
 _stock_rollback_atomics = TestCase._rollback_atomics.__func__
+_stock_sync_to_async_call = SyncToAsync.__call__
 
 
 def _enter_atomics(cls):
@@ -41,7 +54,14 @@ def _rollback_atomics(cls, atomics):
     _stock_rollback_atomics(cls, atomics)
 
 
+async def _sync_to_async_call(self: SyncToAsync, *args: Any, **kwargs: Any) -> Any:
+    if getattr(self, "_thread_sensitive", False) and any(test_connections.values()):
+        return await call_native(self.func, *args, **kwargs)
+    return await _stock_sync_to_async_call(self, *args, **kwargs)
+
+
 def install() -> None:
-    """Hook ``TestCase``'s transaction entry and exit."""
+    """Hook ``TestCase``'s transaction entry and exit, and ``sync_to_async``."""
     TestCase._enter_atomics = classmethod(_enter_atomics)
     TestCase._rollback_atomics = classmethod(_rollback_atomics)
+    SyncToAsync.__call__ = _sync_to_async_call

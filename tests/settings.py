@@ -78,10 +78,9 @@ def sqlite(name: str, **extra) -> dict:
 
 
 if TEST_DB == "postgresql":
-    # Aliases the tests never declare in `databases=`: pytest-django creates no
-    # test database for them, so they reach the server's `postgres` database with
-    # their own OPTIONS. Their tests run raw SQL only.
-    raw_sql = {"NAME": "postgres"}
+    # Same test database as "default", with their own OPTIONS; tests that use
+    # them declare them in `databases=` (Django refuses undeclared aliases).
+    raw_sql = {"TEST": {"MIRROR": "default"}}
 
     DATABASES = {
         "default": postgres(),
@@ -130,6 +129,14 @@ elif TEST_DB == "mysql":
         "small": mysql(OPTIONS={"pool": {"max_size": 2, "timeout": 0.5}}, TEST={"MIRROR": "default"}),
         "checked": mysql(CONN_HEALTH_CHECKS=True, TEST={"MIRROR": "default"}),
         "replica": mysql(TEST={"MIRROR": "default"}),
+        "tuned": mysql(
+            OPTIONS={
+                "init_command": "SET @tandem_marker = 42, sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE'",
+                "isolation_level": "serializable",
+                "pool": {"max_size": 2},
+            },
+            TEST={"MIRROR": "default"},
+        ),
         "stock": {**mysql(), "ENGINE": "django.db.backends.mysql", "OPTIONS": {}},
     }
     DATABASES["stock"]["TEST"] = {"NAME": "test_tandem_stock", "CHARSET": "utf8mb4"}

@@ -9,7 +9,7 @@ from tandem.pool import loop_pools
 from tests.app.models import Author
 from tests.db import backend_pid, has_server, long_query, running_query
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "small"])
 
 
 def _sleep_reporting_pid(pids, seconds):

@@ -12,7 +12,7 @@ from tandem.pool import loop_pools
 from tests.app.models import Author
 from tests.db import backend_pid
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "small"])
 
 
 async def test_parallel_queries_run_concurrently_on_separate_connections():

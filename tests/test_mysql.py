@@ -22,11 +22,10 @@ from tandem import aatomic, native
 from tandem.db.backends.mysql.driver import MySQLConnection
 from tandem.db.threaded import current_thread_is_worker
 from tandem.pool import loop_pools
-from tandem.scope import forget_settings
 from tests.app.models import Author
 from tests.db import alive, backend_pid, running_query, terminate
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "checked", "tuned"])
 
 
 async def _until(condition, within: float = 1.0) -> bool:
@@ -254,24 +253,8 @@ def test_pools_and_worker_threads_end_with_the_loop():
 
 @pytest.fixture
 def tuned():
-    """A temporary alias on the test database with Django's MySQL OPTIONS set."""
-    alias = "mysql_tuned"
-    default = connections["default"].settings_dict
-    entry = {key: default[key] for key in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT")}
-    entry["OPTIONS"] = {
-        "init_command": "SET @tandem_marker = 42, sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE'",
-        "isolation_level": "serializable",
-        "pool": {"max_size": 2},
-    }
-    configured = connections.configure_settings({"default": connections.settings["default"], alias: entry})
-    connections.settings[alias] = configured[alias]
-    forget_settings(setting="DATABASES")
-    yield alias
-    if hasattr(connections._connections, alias):
-        connections[alias].close()
-        del connections[alias]
-    del connections.settings[alias]
-    forget_settings(setting="DATABASES")
+    """The "tuned" alias: the test database with Django's MySQL OPTIONS set."""
+    return "tuned"
 
 
 def _session(alias: str) -> tuple:
@@ -304,8 +287,15 @@ def test_options_in_sync_code(tuned):
 
 def test_djangos_mysql_checks_still_run(tuned):
     assert connections["default"].validation.check() == []
-    connections.settings[tuned]["OPTIONS"]["init_command"] = "SET sql_mode = ''"
-    ids = [issue.id for issue in connections[tuned].validation.check()]
+    options = connections.settings[tuned]["OPTIONS"]
+    saved = options["init_command"]
+    options["init_command"] = "SET sql_mode = ''"
+    wrapper = connections.create_connection(tuned)  # a fresh one: Django caches sql_mode
+    try:
+        ids = [issue.id for issue in wrapper.validation.check()]
+    finally:
+        options["init_command"] = saved
+        wrapper.close()
     assert ids == ["mysql.W002"]  # Django's "strict mode is not set"
 
 

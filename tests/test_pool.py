@@ -13,7 +13,7 @@ from tandem import native
 from tandem.pool import PoolOptions, PoolTimeout, loop_pools
 from tests.db import alive, backend_pid, has_server, terminate
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "small", "checked"])
 ROOT = Path(__file__).resolve().parent.parent
 
 

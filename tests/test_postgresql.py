@@ -12,7 +12,7 @@ from tests.app.models import Author, Book
 from tests.settings import POSTGRES_URL
 
 pytestmark = [
-    pytest.mark.django_db(transaction=True),
+    pytest.mark.django_db(transaction=True, databases=["default", "tuned"]),
     pytest.mark.skipif(connections["default"].vendor != "postgresql", reason="PostgreSQL backend features"),
 ]
 

@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+from contextvars import ContextVar
 
 from django.core.exceptions import SynchronousOnlyOperation
+from django.utils import asyncio as django_asyncio
 from django.utils.asyncio import async_unsafe
 
 from tandem.bridge import in_bridge
@@ -34,24 +36,63 @@ def _is_async_unsafe(attr: object) -> bool:
     return getattr(attr, "__code__", None) is _GUARD_CODE and hasattr(attr, "__wrapped__")
 
 
-def _guarded(func):
+def _refuse_outside_bridge() -> None:
+    if (
+        asyncio._get_running_loop() is not None
+        and not in_bridge()
+        and not os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")  # Django's escape hatch
+    ):
+        raise SynchronousOnlyOperation(MESSAGE)
+
+
+def bridge_aware_guard(func):
+    """Decorator: ``async_unsafe``, except inside the bridge."""
+
     @functools.wraps(func)
     def guarded(*args, **kwargs):
-        if (
-            asyncio._get_running_loop() is not None
-            and not in_bridge()
-            and not os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")  # Django's escape hatch
-        ):
-            raise SynchronousOnlyOperation(MESSAGE)
+        _refuse_outside_bridge()
         return func(*args, **kwargs)
+
+    return guarded
+
+
+# Set while a patched method runs for a tandem class that has passed its guard.
+_guard_passed: ContextVar[bool] = ContextVar("tandem_guard_passed", default=False)
+
+
+def _running_loop_unless_passed() -> asyncio.AbstractEventLoop:
+    if _guard_passed.get():
+        raise RuntimeError("tandem: the caller passed the bridge-aware guard")
+    return asyncio.get_running_loop()
+
+
+def _regarded(owner: type, name: str):
+    stock = owner.__dict__[name]
+
+    @functools.wraps(stock.__wrapped__)
+    def guarded(*args, **kwargs):
+        _refuse_outside_bridge()
+        # Looked up per call, so that patching the defining class reaches
+        # tandem too: Django's TestCase patches ensure_connection to refuse
+        # databases a test did not declare, tests mock.patch connect().
+        current = owner.__dict__.get(name, stock)
+        if _is_async_unsafe(current):
+            return current.__wrapped__(*args, **kwargs)
+        # A patch usually ends in the stock, guarded method: let it through.
+        token = _guard_passed.set(True)
+        try:
+            return current(*args, **kwargs)
+        finally:
+            _guard_passed.reset(token)
 
     return guarded
 
 
 def bridge_aware_guards(cls: type) -> type:
     """Class decorator: let ``cls``'s async-unsafe methods run inside the bridge."""
+    django_asyncio.get_running_loop = _running_loop_unless_passed  # what async_unsafe asks
     for name in dir(cls):
-        attr = getattr(cls, name, None)
-        if _is_async_unsafe(attr):
-            setattr(cls, name, _guarded(attr.__wrapped__))
+        owner = next((k for k in cls.__mro__ if name in k.__dict__), None)
+        if owner is not None and _is_async_unsafe(owner.__dict__[name]):
+            setattr(cls, name, _regarded(owner, name))
     return cls

@@ -13,12 +13,14 @@ import functools
 import inspect
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from asgiref.sync import async_to_sync
 
 from tandem.bridge import await_, in_bridge, native
-from tandem.db.guard import bridge_aware_guards
+from tandem.db.guard import bridge_aware_guard, bridge_aware_guards
 from tandem.pool import Pool, PoolOptions, pool_for
 
 
@@ -103,18 +105,65 @@ class TandemWrapperMixin:
         )
 
     def get_new_connection(self, conn_params):
-        """Open a connection; a task-owned wrapper takes one from the pool."""
-        if not self.task_owned:
+        """Open a connection; a task-owned wrapper on its loop takes one from the pool."""
+        if not self.task_owned or asyncio._get_running_loop() is None:
+            # A task's wrapper lent to a plain thread (inc_thread_sharing())
+            # has no loop, hence no pool, there: it opens its own connection.
+            self._pool = None
             return super().get_new_connection(conn_params)
         open_new = super().get_new_connection
         self._pool = self.tandem_pool()
         return self._pool.acquire(lambda: open_new(conn_params))
 
-    def _close(self):
-        if self.task_owned and self.connection is not None:
-            self._give_back(self.connection)
+    @bridge_aware_guard
+    def close(self):
+        """Django's ``close()``; a task-owned wrapper gives its connection back.
+
+        Closing is how Django ends a connection's use (``close_old_connections``
+        at the end of a request, ``connections.close_all()``); for a pooled
+        connection that means returning it to the pool, which closes it
+        instead if it is not clean. A connection Django found unusable (failed
+        health check, errors) is really closed, as is one closed inside an
+        atomic block. ``_close()`` keeps Django's meaning: close the driver
+        connection.
+        """
+        conn = self.connection
+        if not self.task_owned or self._discarding or conn is None or self.in_atomic_block:
+            return super().close()
+        self.validate_thread_sharing()
+        self.run_on_commit = []
+        if self.closed_in_transaction:
             return None
-        return super()._close()
+        self.connection = None
+        self._give_back(conn)
+        return None
+
+    _discarding = False
+
+    @contextmanager
+    def _discard_on_close(self) -> Iterator[None]:
+        self._discarding = True
+        try:
+            yield
+        finally:
+            self._discarding = False
+
+    def close_if_unusable_or_obsolete(self):
+        """Django's, except that a pooled connection's age is the pool's business.
+
+        ``CONN_MAX_AGE`` (0 by default: close at the end of each request)
+        does not apply to task-owned wrappers: ``max_lifetime`` in the pool's
+        options does. An unusable connection is discarded, not given back.
+        """
+        if self.task_owned:
+            self.close_at = None
+        with self._discard_on_close():
+            super().close_if_unusable_or_obsolete()
+
+    def close_if_health_check_failed(self):
+        """Django's health check; a connection that fails it is discarded."""
+        with self._discard_on_close():
+            super().close_if_health_check_failed()
 
     def pool_has_waiters(self) -> bool:
         """True if another task waits for a connection of this alias."""

@@ -7,11 +7,13 @@ server-side cursors, ``OPTIONS`` such as ``isolation_level``, ``assume_role``,
 * connections are ``BridgedConnection``s, whose waits are awaited inside
   ``tandem.native()`` and block as usual outside it;
 * on an event loop connections come from tandem's per-loop pool, configured by
-  ``OPTIONS["pool"]``; Django's own thread-based psycopg_pool is never used.
+  ``OPTIONS["pool"]``; sync code outside any loop keeps Django's behaviour,
+  which with ``OPTIONS["pool"]`` set is Django's psycopg_pool (if installed).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import types
 
 import psycopg
@@ -37,6 +39,7 @@ class _Driver(types.ModuleType):
 
 
 Database = _Driver("psycopg")
+_HAVE_PSYCOPG_POOL = importlib.util.find_spec("psycopg_pool") is not None
 
 
 class DatabaseValidation(TandemValidationMixin, BaseDatabaseValidation):
@@ -51,8 +54,27 @@ class DatabaseWrapper(TandemWrapperMixin, bridgeable(django_postgresql.DatabaseW
 
     @property
     def pool(self):
-        """Django's thread pool: never; see ``tandem_pool()``."""
-        return None
+        """Django's psycopg_pool, for sync code; a task's wrapper uses ``tandem_pool()``.
+
+        Without psycopg_pool installed, sync code connects as if no pool
+        were configured (Django would refuse to start): ``OPTIONS["pool"]``
+        is a tandem setting too.
+        """
+        if self.task_owned or not _HAVE_PSYCOPG_POOL:
+            return None
+        options = self.settings_dict["OPTIONS"].get("pool")
+        if not options or self.alias in self._connection_pools:
+            return super().pool
+        # Django builds its pool from OPTIONS["pool"] on first use: let it
+        # build one of bridged connections (they block as usual outside the
+        # bridge; a TestCase shares its connection with the test's tasks).
+        settings_dict = self.settings_dict
+        bridged = {**({} if options is True else options), "connection_class": BridgedConnection}
+        self.settings_dict = {**settings_dict, "OPTIONS": {**settings_dict["OPTIONS"], "pool": bridged}}
+        try:
+            return super().pool
+        finally:
+            self.settings_dict = settings_dict
 
     @staticmethod
     def connection_is_reusable(conn: psycopg.Connection) -> bool:

@@ -1,0 +1,87 @@
+"""The test runner ``conformance.settings`` gives Django's ``runtests.py``.
+
+It is Django's ``DiscoverRunner`` plus two things: in bridged mode it runs
+every test through the bridge (``conformance.bridged``), and it records the
+outcome of every test, by test id, in the JSON file named by
+``TANDEM_CONFORMANCE_RESULTS`` for ``python -m conformance`` to compare.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import unittest
+
+from django.test.runner import DiscoverRunner
+
+from conformance import bridged
+
+# Worst outcome wins when a test reports more than once (subtests).
+RANK = {"passed": 0, "skipped": 1, "expected_failure": 0, "failed": 3, "error": 4, "unexpected_success": 2}
+outcomes: dict[str, str] = {}
+
+
+def record(test, outcome: str) -> None:
+    """Remember ``outcome`` for ``test``, unless it already did worse."""
+    test_id = test.id()
+    if RANK[outcome] >= RANK.get(outcomes.get(test_id, "passed"), 0) or test_id not in outcomes:
+        outcomes[test_id] = outcome
+
+
+class RecordingResult(unittest.TextTestResult):
+    """A text result that also records each test's outcome."""
+
+    def addSuccess(self, test):  # noqa: N802 - unittest's name
+        super().addSuccess(test)
+        record(test, "passed")
+
+    def addFailure(self, test, err):  # noqa: N802 - unittest's name
+        super().addFailure(test, err)
+        record(test, "failed")
+
+    def addError(self, test, err):  # noqa: N802 - unittest's name
+        super().addError(test, err)
+        # Errors in setUpClass/tearDownClass come as a _ErrorHolder whose id
+        # names the class: kept under that id.
+        record(test, "error")
+
+    def addSkip(self, test, reason):  # noqa: N802 - unittest's name
+        super().addSkip(test, reason)
+        record(test, "skipped")
+
+    def addExpectedFailure(self, test, err):  # noqa: N802 - unittest's name
+        super().addExpectedFailure(test, err)
+        record(test, "expected_failure")
+
+    def addUnexpectedSuccess(self, test):  # noqa: N802 - unittest's name
+        super().addUnexpectedSuccess(test)
+        record(test, "unexpected_success")
+
+    def addSubTest(self, test, subtest, err):  # noqa: N802 - unittest's name
+        super().addSubTest(test, subtest, err)
+        if err is not None:
+            failed = issubclass(err[0], test.failureException)
+            record(test, "failed" if failed else "error")
+
+
+class ConformanceRunner(DiscoverRunner):
+    """``DiscoverRunner`` that records outcomes and, in bridged mode, bridges."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if os.environ.get("TANDEM_CONFORMANCE_MODE") == "bridged":
+            bridged.install()
+
+    def get_resultclass(self):
+        return RecordingResult
+
+    def teardown_databases(self, old_config, **kwargs):
+        bridged.close()  # pooled connections would keep test databases open
+        super().teardown_databases(old_config, **kwargs)
+
+    def suite_result(self, suite, result, **kwargs):
+        path = os.environ.get("TANDEM_CONFORMANCE_RESULTS")
+        if path:
+            with open(path, "w") as f:
+                json.dump(outcomes, f, indent=0, sort_keys=True)
+        return super().suite_result(suite, result, **kwargs)

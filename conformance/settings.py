@@ -1,0 +1,69 @@
+"""Settings for Django's ``tests/runtests.py`` under the conformance runner.
+
+The runner passes the database and the mode in the environment:
+``TANDEM_CONFORMANCE_DB`` (``postgresql``, ``sqlite`` or ``mysql``) and
+``TANDEM_CONFORMANCE_MODE`` (``stock``: Django's own backend; ``sync`` and
+``bridged``: tandem's). Servers are found like tandem's own suite finds them
+(``TANDEM_POSTGRES_URL``, ``TANDEM_MYSQL_URL``).
+"""
+
+import os
+import sys
+from urllib.parse import urlsplit
+
+DB = os.environ.get("TANDEM_CONFORMANCE_DB", "sqlite")
+MODE = os.environ.get("TANDEM_CONFORMANCE_MODE", "bridged")
+STOCK = MODE == "stock"
+
+_ENGINES = {
+    "postgresql": ("django.db.backends.postgresql", "tandem.db.backends.postgresql"),
+    "sqlite": ("django.db.backends.sqlite3", "tandem.db.backends.sqlite3"),
+    "mysql": ("django.db.backends.mysql", "tandem.db.backends.mysql"),
+}
+if DB not in _ENGINES or MODE not in ("stock", "sync", "bridged"):
+    raise RuntimeError(f"TANDEM_CONFORMANCE_DB={DB!r}, TANDEM_CONFORMANCE_MODE={MODE!r}")
+ENGINE = _ENGINES[DB][0 if STOCK else 1]
+
+
+def _server(url: str, alias: str) -> dict:
+    parts = urlsplit(url)
+    # Each mode gets its own test databases so that a run never trips over
+    # tables another mode left behind.
+    return {
+        "ENGINE": ENGINE,
+        "NAME": f"tandem_conformance_{alias}",
+        "USER": parts.username or "",
+        "PASSWORD": parts.password or "",
+        "HOST": parts.hostname or "",
+        "PORT": str(parts.port or ""),
+        "TEST": {"NAME": f"test_tandem_conformance_{MODE}_{alias}"},
+    }
+
+
+def _database(alias: str) -> dict:
+    if DB == "postgresql":
+        url = os.environ.get("TANDEM_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+        return _server(url, alias)
+    if DB == "mysql":
+        entry = _server(os.environ.get("TANDEM_MYSQL_URL", "mysql://root@127.0.0.1:3306/test"), alias)
+        entry["USER"] = entry["USER"] or "root"
+        entry["TEST"]["CHARSET"] = "utf8mb4"
+        return entry
+    # Django's default for its suite: shared-cache in-memory test databases.
+    return {"ENGINE": ENGINE}
+
+
+DATABASES = {"default": _database("default"), "other": _database("other")}
+
+SECRET_KEY = "django_tests_secret_key"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+USE_TZ = False
+TEST_RUNNER = "conformance.runner.ConformanceRunner"
+
+# runtests.py replaces INSTALLED_APPS with its ALWAYS_INSTALLED_APPS list when
+# it starts; a tandem backend needs the tandem app (system check tandem.E001),
+# as in any project, so it goes into that list before runtests reads it.
+_runtests = sys.modules.get("__main__")
+if not STOCK and "tandem" not in getattr(_runtests, "ALWAYS_INSTALLED_APPS", ["tandem"]):
+    _runtests.ALWAYS_INSTALLED_APPS.append("tandem")
