@@ -11,6 +11,8 @@ import os
 import sys
 from urllib.parse import urlsplit
 
+import django
+
 DB = os.environ.get("TANDEM_CONFORMANCE_DB", "sqlite")
 MODE = os.environ.get("TANDEM_CONFORMANCE_MODE", "bridged")
 STOCK = MODE == "stock"
@@ -23,12 +25,13 @@ _ENGINES = {
 if DB not in _ENGINES or MODE not in ("stock", "sync", "bridged"):
     raise RuntimeError(f"TANDEM_CONFORMANCE_DB={DB!r}, TANDEM_CONFORMANCE_MODE={MODE!r}")
 ENGINE = _ENGINES[DB][0 if STOCK else 1]
+_VERSION = "{}{}".format(*django.VERSION[:2])
 
 
 def _server(url: str, alias: str) -> dict:
     parts = urlsplit(url)
-    # Each mode gets its own test databases so that a run never trips over
-    # tables another mode left behind.
+    # Each Django version and mode gets its own test databases, so that runs
+    # can go on side by side and never trip over what another left behind.
     return {
         "ENGINE": ENGINE,
         "NAME": f"tandem_conformance_{alias}",
@@ -36,7 +39,7 @@ def _server(url: str, alias: str) -> dict:
         "PASSWORD": parts.password or "",
         "HOST": parts.hostname or "",
         "PORT": str(parts.port or ""),
-        "TEST": {"NAME": f"test_tandem_conformance_{MODE}_{alias}"},
+        "TEST": {"NAME": f"test_tandem_conformance_{_VERSION}_{MODE}_{alias}"},
     }
 
 

@@ -192,3 +192,20 @@ async def test_bridge_greenlets_are_reused_between_units():
 
     first = await native(which)()
     assert await native(which)() == first
+
+
+async def test_async_to_sync_inside_native_awaits_on_the_running_loop():
+    from asgiref.sync import async_to_sync
+
+    marker = contextvars.ContextVar("marker")
+    marker.set("task's")
+    loop = asyncio.get_running_loop()
+
+    async def double(x):
+        assert asyncio.get_running_loop() is loop  # no second loop, no other thread
+        return 2 * x, marker.get()
+
+    def sync_code():
+        return async_to_sync(double)(21)
+
+    assert await native(sync_code)() == (42, "task's")

@@ -84,3 +84,48 @@ async def test_capture_queries_context_in_async_code():
         await Author.objects.acount()
     assert len(captured) == 2
     assert "INSERT" in captured[0]["sql"]
+
+
+async def test_close_gives_the_connection_back_and_an_unusable_one_is_discarded():
+    def close_then_pid():
+        pid = backend_pid()
+        connection.close()  # what close_old_connections does at the end of a request
+        return pid, backend_pid()
+
+    first, again = await native(close_then_pid)()
+    assert again == first  # given back to the pool, taken again
+
+    def discard_then_pid():
+        pid = backend_pid()
+        connection.errors_occurred = True
+        connection.is_usable = lambda: False  # Django's check says: unusable
+        try:
+            connection.close_if_unusable_or_obsolete()
+        finally:
+            del connection.is_usable
+        return pid, backend_pid()
+
+    first, after = await native(discard_then_pid)()
+    assert after != first  # discarded, not pooled
+
+
+async def test_a_tasks_wrapper_lent_to_a_thread_connects_there():
+    import threading
+
+    wrapper = await native(lambda: connections["default"])()
+    results = []
+
+    def in_thread():
+        connections["default"] = wrapper  # as Django's own test of thread sharing does
+        results.append(backend_pid())
+
+    wrapper.inc_thread_sharing()
+    try:
+        await native(wrapper.close)()
+        thread = threading.Thread(target=in_thread)
+        thread.start()
+        await asyncio.get_running_loop().run_in_executor(None, thread.join)
+    finally:
+        await native(wrapper.close)()
+        wrapper.dec_thread_sharing()
+    assert results and results[0]

@@ -82,3 +82,19 @@ async def test_mirror_aliases_reach_the_test_database_from_tasks():
     await Author.objects.acreate(name="written to the test database")
     mirrored = Author.objects.using("replica").filter(name="written to the test database")
     assert await mirrored.aexists()  # not the real database behind the mirror
+
+
+class SyncToAsyncInTestCaseTests(TestCase):
+    """As in stock Django, sync_to_async code of an async test sees its transaction."""
+
+    @classmethod
+    def setUpTestData(cls):
+        cls.author = Author.objects.create(name="from setUpTestData")
+
+    async def test_sync_to_async_sees_the_test_transaction(self):
+        from asgiref.sync import sync_to_async
+
+        names = await sync_to_async(lambda: [a.name for a in Author.objects.all()])()
+        self.assertEqual(names, ["from setUpTestData"])
+        await sync_to_async(Author.objects.create)(name="via sync_to_async")
+        self.assertEqual(await Author.objects.acount(), 2)

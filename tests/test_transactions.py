@@ -281,3 +281,23 @@ async def test_select_for_update_locks_across_tasks():
     await task
     async with aatomic():  # free again
         assert (await Author.objects.select_for_update(nowait=True).aget(pk=author.pk)).pk == author.pk
+
+
+async def test_sync_receivers_of_asend_join_the_senders_transaction():
+    from django.dispatch import Signal
+
+    signal = Signal()
+
+    def receiver(sender, **kwargs):  # sync: Django runs it with sync_to_async
+        Author.objects.create(name="by a sync receiver")
+
+    signal.connect(receiver, weak=False)
+    try:
+        with pytest.raises(RuntimeError):
+            async with aatomic():
+                await signal.asend(sender=None)
+                assert await Author.objects.filter(name="by a sync receiver").aexists()
+                raise RuntimeError("roll back")
+    finally:
+        signal.disconnect(receiver)
+    assert await names() == []  # the receiver's row rolled back with the block

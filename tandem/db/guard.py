@@ -56,7 +56,7 @@ def bridge_aware_guard(func):
     return guarded
 
 
-# Set while a patched method runs for a tandem class that has passed its guard.
+# Set while a tandem class's guarded method runs, having passed the guard.
 _guard_passed: ContextVar[bool] = ContextVar("tandem_guard_passed", default=False)
 
 
@@ -77,8 +77,10 @@ def _regarded(owner: type, name: str):
         # databases a test did not declare, tests mock.patch connect().
         current = owner.__dict__.get(name, stock)
         if _is_async_unsafe(current):
-            return current.__wrapped__(*args, **kwargs)
-        # A patch usually ends in the stock, guarded method: let it through.
+            current = current.__wrapped__
+        # Guarded methods Django calls from here pass too: a patch that ends
+        # in the stock method, or SQLite's close() calling
+        # BaseDatabaseWrapper.close(self) by name.
         token = _guard_passed.set(True)
         try:
             return current(*args, **kwargs)

@@ -89,6 +89,15 @@ class TandemWrapperMixin:
         raise NotImplementedError
 
     # -- the pool -------------------------------------------------------------
+    @property
+    def pooled(self) -> bool:
+        """True if connections come from the loop's pool: a task's wrapper, on its loop.
+
+        A task's wrapper lent to a plain thread (``inc_thread_sharing()``)
+        has no loop there, hence no pool: it connects as Django does.
+        """
+        return self.task_owned and asyncio._get_running_loop() is not None
+
     def tandem_pool(self) -> Pool:
         """This alias's pool on the running event loop."""
         return pool_for(self.alias, self._make_pool)
@@ -106,9 +115,7 @@ class TandemWrapperMixin:
 
     def get_new_connection(self, conn_params):
         """Open a connection; a task-owned wrapper on its loop takes one from the pool."""
-        if not self.task_owned or asyncio._get_running_loop() is None:
-            # A task's wrapper lent to a plain thread (inc_thread_sharing())
-            # has no loop, hence no pool, there: it opens its own connection.
+        if not self.pooled:
             self._pool = None
             return super().get_new_connection(conn_params)
         open_new = super().get_new_connection

@@ -101,7 +101,7 @@ class DatabaseWrapper(TandemWrapperMixin, OnWorkerThreads, bridgeable(django_mys
         They are the same for every connection of an alias (``sql_mode`` is
         the server's, or what ``init_command`` makes it, on each of them).
         """
-        if not self.task_owned:
+        if not self.pooled:
             return super().mysql_server_data
         pool = self.tandem_pool()
         data = _server_data.get(pool)
