@@ -10,7 +10,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench conformance docs clean
 
 # mysqlclient (MySQL driver, in the dev extra) builds from source against
 # libmariadb: on Debian/Ubuntu its headers and pkg-config come from apt when
@@ -32,20 +32,39 @@ test: $(STAMP)
 	$(BIN)/python -m coverage report
 	$(BIN)/python -m coverage report --omit="tandem/db/backends/*/*,tandem/db/threaded.py" --fail-under=80 > /dev/null \
 		|| (echo "coverage of tandem outside the backends is below 80%"; exit 1)
+	@# The demo's own tests, on the same database.
+	cd example && TANDEM_DEMO_DB=$${TANDEM_TEST_DB:-sqlite} $(abspath $(BIN))/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check tandem tests bench example
-	$(BIN)/ruff format --check tandem tests bench example
+	$(BIN)/ruff check tandem tests bench example conformance
+	$(BIN)/ruff format --check tandem tests bench example conformance
 
+# The upstream stub (example/upstream.py, UPSTREAM_LATENCY seconds) runs
+# beside uvicorn and stops with it.
+UPSTREAM_LATENCY ?= 0.05
 demo: $(STAMP)
 	cd example && $(abspath $(BIN))/python manage.py ensure_db
 	cd example && $(abspath $(BIN))/python manage.py migrate --noinput
 	cd example && $(abspath $(BIN))/python manage.py seed
-	@echo "tandem demo: http://127.0.0.1:8000/"
-	cd example && $(abspath $(BIN))/python -m uvicorn demo.asgi:application --host 127.0.0.1 --port 8000
+	@echo "onsale, the tandem demo: http://127.0.0.1:8000/ (dashboard: http://127.0.0.1:8000/dashboard/)"
+	cd example && { $(abspath $(BIN))/python upstream.py --port 8001 --latency $(UPSTREAM_LATENCY) & \
+		trap "kill $$! 2>/dev/null" EXIT INT TERM; \
+		$(abspath $(BIN))/python -m uvicorn demo.asgi:application --host 127.0.0.1 --port 8000; }
+
+# Django's own test suite against tandem, compared with stock Django
+# (docs/conformance.md). DB="postgresql sqlite mysql" and APPS="basic ..."
+# select what runs; exits 1 on any regression.
+conformance: $(STAMP)
+	$(BIN)/python -m conformance $(if $(DB),--db "$(DB)") $(if $(APPS),--apps "$(APPS)")
 
 bench: $(STAMP)
 	$(BIN)/python bench/orm.py
+
+# The documentation site (mkdocs.yml, docs/) into site/; --strict: a broken
+# link or anchor fails the build.
+docs: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r docs/requirements.txt
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
 
 clean:
 	rm -rf .venv .venv-* .coverage* .pytest_cache

@@ -28,6 +28,7 @@ import django
 from conformance import expected, suite
 
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "conformance" / "results"
 MODES = ("stock", "sync", "bridged")
 DATABASES = ("postgresql", "sqlite", "mysql")
 # The apps of Django's suite that exercise the ORM and its async API.
@@ -146,7 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default=" ".join(MODES))
     parser.add_argument("--parallel", default="1", help="runtests.py --parallel (processes per mode)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per mode before giving up")
-    parser.add_argument("--json", type=Path, help="write the reports here (one file, every database)")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        help="write the reports here (default: conformance/results/django-VERSION.json after a "
+        "full run, the cache's logs/ directory after a partial one)",
+    )
     args = parser.parse_args(argv)
 
     dbs = args.db.split()
@@ -167,10 +173,14 @@ def main(argv: list[str] | None = None) -> int:
         print_report(db, report)
         if report["regressions"] or not all(runs.values()):
             status = 1
-    if args.json:
-        meta = {"django": django.get_version(), "python": platform.python_version(), "apps": apps}
-        command = f"python -m conformance --db '{args.db}' --apps '{' '.join(apps)}'"
-        args.json.write_text(json.dumps({**meta, "command": command, "databases": reports}, indent=1))
+    full = set(dbs) == set(DATABASES) and set(args.apps.split()) >= set(APPS) and set(modes) == set(MODES)
+    where = RESULTS if full else suite.cache_dir() / "logs"
+    path = args.json or where / f"django-{django.get_version()}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"django": django.get_version(), "python": platform.python_version(), "apps": apps}
+    command = "make conformance" if full else f"make conformance DB='{args.db}' APPS='{' '.join(apps)}'"
+    path.write_text(json.dumps({**meta, "command": command, "databases": reports}, indent=1) + "\n")
+    print(f"\nreport: {path}")
     print("\nconformance:", "REGRESSIONS (see above)" if status else "no regressions")
     return status
 

@@ -1,12 +1,20 @@
-"""Settings for the tandem demo: a tiny ticket shop served by uvicorn.
+"""Settings for onsale, the tandem demo: a ticket sale served by uvicorn.
 
 The only tandem-specific parts are ``"tandem"`` in ``INSTALLED_APPS`` and a
 ``tandem.db.backends.*`` ENGINE with its ``OPTIONS["pool"]``. Everything else
 is a plain Django project.
 
-``TANDEM_DEMO_DB`` picks the database: ``sqlite`` (the default: a file next
-to manage.py, no server needed), ``postgresql`` (``TANDEM_POSTGRES_URL``) or
-``mysql`` (MariaDB/MySQL, ``TANDEM_MYSQL_URL``).
+Environment:
+
+- ``TANDEM_DEMO_DB`` picks the database: ``sqlite`` (the default: a file
+  next to manage.py, no server needed), ``postgresql``
+  (``TANDEM_POSTGRES_URL``) or ``mysql`` (MariaDB/MySQL, ``TANDEM_MYSQL_URL``).
+- ``TANDEM_DEMO_BACKEND``: ``tandem`` (default) or ``stock``, Django's own
+  backend for the same database (with Django's psycopg_pool on PostgreSQL),
+  which ``bench/http.py`` compares against.
+- ``TANDEM_DEMO_POOL``: connections per pool (per event loop; default 10).
+- ``TANDEM_DEMO_UPSTREAM``: the upstream service's URL (default
+  ``http://127.0.0.1:8001/quote``, which ``upstream.py`` serves).
 """
 
 import os
@@ -52,28 +60,39 @@ TEMPLATES = [
 ]
 
 
-# tandem's own per-event-loop pool: the dashboard runs five queries at once,
-# each on its own pooled connection.
-POOL = {"pool": {"max_size": 10}}
+UPSTREAM_URL = os.environ.get("TANDEM_DEMO_UPSTREAM", "http://127.0.0.1:8001/quote")
+
+STOCK = os.environ.get("TANDEM_DEMO_BACKEND", "tandem") == "stock"
+if os.environ.get("TANDEM_DEMO_BACKEND", "tandem") not in ("tandem", "stock"):
+    raise ImproperlyConfigured("TANDEM_DEMO_BACKEND must be tandem or stock.")
+ENGINES = "django.db.backends" if STOCK else "tandem.db.backends"
+POOL_SIZE = int(os.environ.get("TANDEM_DEMO_POOL", "10"))
+# tandem's per-event-loop pool: the dashboard's parallel queries each take
+# a pooled connection. (Stock Django pools on PostgreSQL only, with psycopg_pool.)
+POOL = {"pool": {"min_size": 1, "max_size": POOL_SIZE, "timeout": 30}}
 
 
 def server_database(engine: str, url: str) -> dict:
-    """A tandem ``DATABASES`` entry for ``scheme://user:password@host:port/name``."""
+    """A ``DATABASES`` entry for ``scheme://user:password@host:port/name``."""
     parts = urlsplit(url)
     return {
-        "ENGINE": f"tandem.db.backends.{engine}",
+        "ENGINE": f"{ENGINES}.{engine}",
         "NAME": unquote(parts.path.lstrip("/")) or "tandem_demo",
         "USER": unquote(parts.username or ""),
         "PASSWORD": unquote(parts.password or ""),
         "HOST": parts.hostname or "",
         "PORT": str(parts.port or ""),
-        "OPTIONS": POOL,
+        "OPTIONS": POOL if engine == "postgresql" or not STOCK else {},
     }
 
 
 DEMO_DB = os.environ.get("TANDEM_DEMO_DB", "sqlite")
 if DEMO_DB == "sqlite":
-    default = {"ENGINE": "tandem.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3", "OPTIONS": POOL}
+    default = {
+        "ENGINE": f"{ENGINES}.sqlite3",
+        "NAME": BASE_DIR / "db.sqlite3",
+        "OPTIONS": {} if STOCK else POOL,
+    }
 elif DEMO_DB == "postgresql":
     url = os.environ.get("TANDEM_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/tandem_demo")
     default = server_database("postgresql", url)
@@ -84,6 +103,8 @@ elif DEMO_DB == "mysql":
 else:
     raise ImproperlyConfigured(f"TANDEM_DEMO_DB={DEMO_DB!r}: use sqlite, postgresql or mysql.")
 DATABASES = {"default": default}
+if STOCK:  # the baseline: plain Django, tandem not installed at all
+    INSTALLED_APPS.remove("tandem")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 USE_TZ = True

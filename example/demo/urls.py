@@ -1,11 +1,19 @@
-"""URL routes of the tandem demo."""
+"""URL routes of the onsale demo."""
 
 from django.urls import path
-from shop import views
+from shop import bench, dashboard, views
 
 urlpatterns = [
-    path("", views.dashboard, name="dashboard"),
-    path("api/stats/", views.api_stats, name="api-stats"),
+    path("", views.event_list, name="event-list"),
     path("events/<int:pk>/", views.event_detail, name="event-detail"),
+    path("events/<int:pk>/availability/", views.availability, name="availability"),
     path("events/<int:pk>/buy/", views.buy, name="buy"),
+    path("orders/<int:pk>/", views.order_detail, name="order-detail"),
+    path("dashboard/", dashboard.dashboard, name="dashboard"),
+    path("api/dashboard/", dashboard.dashboard_json, name="api-dashboard"),
+    # What bench/http.py measures (JSON; sync twins for WSGI servers).
+    path("bench/event/<int:pk>", bench.event),
+    path("bench/dashboard", bench.dashboard),
+    path("bench/sync/event/<int:pk>", bench.sync_event),
+    path("bench/sync/dashboard", bench.sync_dashboard),
 ]

@@ -1,4 +1,4 @@
-"""Events and their ticket types."""
+"""Events, their ticket types with a fixed capacity, and the orders that sell them."""
 
 from django.db import models
 
@@ -44,3 +44,18 @@ class TicketType(models.Model):
     def available(self) -> int:
         """Tickets left to sell."""
         return self.capacity - self.sold
+
+
+class Order(models.Model):
+    """Tickets bought: one row per successful purchase."""
+
+    ticket_type = models.ForeignKey(TicketType, on_delete=models.PROTECT, related_name="orders")
+    email = models.EmailField()
+    quantity = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"order {self.pk}: {self.quantity} x ticket type {self.ticket_type_id}"

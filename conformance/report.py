@@ -1,0 +1,84 @@
+"""Write the latest conformance results into ``docs/conformance.md``.
+
+    python -m conformance.report
+
+Reads ``conformance/results/django-*.json`` (written by a full
+``make conformance``) and ``conformance/expected.py`` and replaces the text
+between the ``<!-- results -->`` and ``<!-- expected -->`` markers of the page.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+from conformance.__main__ import MODES, RESULTS, ROOT
+from conformance.expected import EXPECTED
+
+PAGE = ROOT / "docs" / "conformance.md"
+COUNTS = ("passed", "failed", "errors", "skipped")
+
+
+def results_markdown() -> str:
+    """One table per Django version and database: totals by mode, then apps."""
+    out = []
+    for path in sorted(RESULTS.glob("django-*.json")):
+        report = json.loads(path.read_text())
+        out.append(f"### Django {report['django']} (Python {report['python']})\n")
+        out.append(f"Produced by `{report['command']}`; cells are passed / failed / errors / skipped.\n")
+        for db, result in report["databases"].items():
+            out.append(_table(db, result))
+    return "\n".join(out)
+
+
+def _table(db: str, result: dict) -> str:
+    apps = result["apps"]
+    modes = [m for m in MODES if any(m in row for row in apps.values())]
+    lines = [
+        f"**{db}**: {len(result['regressions'])} regressions, "
+        f"{len(result['expected'])} expected failures\n",
+        "| app | " + " | ".join(modes) + " |",
+        "|---|" + "---:|" * len(modes),
+    ]
+    totals = {m: Counter() for m in modes}
+    for app in sorted(apps):
+        for m in modes:
+            totals[m].update(apps[app][m])
+        lines.append(f"| {app} | " + " | ".join(_cell(apps[app][m]) for m in modes) + " |")
+    lines.append("| **total** | " + " | ".join(f"**{_cell(totals[m])}**" for m in modes) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(counts: dict) -> str:
+    return " / ".join(str(counts.get(k, 0)) for k in COUNTS)
+
+
+def expected_markdown() -> str:
+    """The known failures: test id, where, why."""
+    lines = ["| test | databases | modes | why |", "|---|---|---|---|"]
+    for test_id, entry in sorted(EXPECTED.items()):
+        where = ", ".join(entry.databases)
+        lines.append(f"| `{test_id}` | {where} | {', '.join(entry.modes)} | {entry.reason} |")
+    return "\n".join(lines) + "\n"
+
+
+def _replace(text: str, marker: str, body: str) -> str:
+    pattern = re.compile(rf"(<!-- {marker} -->\n).*?(<!-- /{marker} -->)", re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"{PAGE}: markers <!-- {marker} --> ... <!-- /{marker} --> not found")
+    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
+
+
+def main() -> None:
+    """Rewrite the generated parts of the page."""
+    text = PAGE.read_text()
+    text = _replace(text, "results", results_markdown())
+    text = _replace(text, "expected", expected_markdown())
+    PAGE.write_text(text)
+    print(f"updated {PAGE.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

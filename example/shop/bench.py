@@ -1,0 +1,62 @@
+"""The views ``bench/http.py`` loads: the same work in every server it compares.
+
+``/bench/event/<id>``: one event by primary key, as JSON. ``/bench/dashboard``:
+the dashboard's three aggregates and one upstream call, concurrently, as
+JSON. Async views serve tandem and stock Django async; the ``sync_`` twins
+do the same one after the other, for Django under a threaded WSGI server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from django.db.models import Count, Sum, Value
+from django.db.models.functions import Coalesce
+from django.http import Http404, HttpRequest, JsonResponse
+
+from shop.models import Event, Order, TicketType
+from shop.upstream import fetch_quote, fetch_quote_sync
+
+EVENT_FIELDS = ("id", "name", "venue", "starts_at")
+
+
+def _event_or_404(found: dict | None) -> JsonResponse:
+    if found is None:
+        raise Http404("no such event")
+    return JsonResponse({**found, "starts_at": found["starts_at"].isoformat()})
+
+
+def _aggregates() -> tuple:
+    zero = Value(0)
+    return (
+        (Event.objects.all(), {"events": Count("pk")}),
+        (
+            TicketType.objects.all(),
+            {"capacity": Coalesce(Sum("capacity"), zero), "sold": Coalesce(Sum("sold"), zero)},
+        ),
+        (Order.objects.all(), {"orders": Count("pk"), "tickets_ordered": Coalesce(Sum("quantity"), zero)}),
+    )
+
+
+async def event(request: HttpRequest, pk: int) -> JsonResponse:
+    """One event by primary key: one query."""
+    return _event_or_404(await Event.objects.filter(pk=pk).values(*EVENT_FIELDS).afirst())
+
+
+async def dashboard(request: HttpRequest) -> JsonResponse:
+    """Three aggregates and the upstream call, all four at once."""
+    queries = [queryset.aaggregate(**exprs) for queryset, exprs in _aggregates()]
+    *counts, upstream = await asyncio.gather(*queries, fetch_quote())
+    return JsonResponse({k: v for part in counts for k, v in part.items()} | {"upstream": upstream})
+
+
+def sync_event(request: HttpRequest, pk: int) -> JsonResponse:
+    """``event`` for sync Django."""
+    return _event_or_404(Event.objects.filter(pk=pk).values(*EVENT_FIELDS).first())
+
+
+def sync_dashboard(request: HttpRequest) -> JsonResponse:
+    """``dashboard`` for sync Django: the four one after the other."""
+    counts = [queryset.aggregate(**exprs) for queryset, exprs in _aggregates()]
+    body = {k: v for part in counts for k, v in part.items()}
+    return JsonResponse(body | {"upstream": fetch_quote_sync()})
