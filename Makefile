@@ -14,11 +14,16 @@ STAMP := $(VENV)/.installed
 
 # mysqlclient (MySQL driver, in the dev extra) builds from source against
 # libmariadb: on Debian/Ubuntu its headers and pkg-config come from apt when
-# missing (elsewhere install libmariadb or libmysqlclient yourself).
+# missing (elsewhere install libmariadb or libmysqlclient yourself). The
+# demo's browser test drives Debian's chromium (Playwright's own download is
+# not used), also from apt when missing.
 $(STAMP): pyproject.toml
 	@pkg-config --exists libmariadb 2>/dev/null || pkg-config --exists mysqlclient 2>/dev/null || \
 		! command -v apt-get >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libmariadb-dev pkg-config >/dev/null)
+	@command -v chromium >/dev/null || ! command -v apt-get >/dev/null || \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	touch $(STAMP)

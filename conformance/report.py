@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from pathlib import Path
 
 from conformance.__main__ import MODES, RESULTS, ROOT
 from conformance.expected import EXPECTED

@@ -15,6 +15,7 @@ Environment:
 - ``TANDEM_DEMO_POOL``: connections per pool (per event loop; default 10).
 - ``TANDEM_DEMO_UPSTREAM``: the upstream service's URL (default
   ``http://127.0.0.1:8001/quote``, which ``upstream.py`` serves).
+- ``TANDEM_DEMO_DEBUG``: ``1`` (default) or ``0``.
 """
 
 import os
@@ -25,9 +26,10 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-# A demo served on loopback only: a fixed key and DEBUG are fine here, never in production.
+# A demo served on loopback only: a fixed key and DEBUG are fine here, never in
+# production. (bench/http.py turns DEBUG off: it keeps every query in memory.)
 SECRET_KEY = "tandem-demo-not-a-secret"
-DEBUG = True
+DEBUG = os.environ.get("TANDEM_DEMO_DEBUG", "1") == "1"
 ALLOWED_HOSTS = ["localhost", "127.0.0.1"]
 
 INSTALLED_APPS = [
