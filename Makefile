@@ -65,6 +65,21 @@ conformance: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/orm.py
 
+# bench/http.py: the demo under wrk against the alternatives, in an
+# environment of its own (Python 3.12: django-async-backend needs Django 6.1).
+BENCH_VENV ?= .venv-bench
+BENCH_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python) python3.12)
+$(BENCH_VENV)/.installed: pyproject.toml bench/http_apps/requirements.txt
+	@command -v wrk >/dev/null || ! command -v apt-get >/dev/null || \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+	$(BENCH_PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e ".[postgresql]" \
+		-r bench/http_apps/requirements.txt psycopg-pool gunicorn matplotlib
+	touch $@
+
+bench-http: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python bench/http.py $(BENCH_ARGS)
+
 # The documentation site (mkdocs.yml, docs/) into site/; --strict: a broken
 # link or anchor fails the build.
 docs: $(STAMP)

@@ -307,3 +307,16 @@ async def test_server_facts_are_probed_once_per_pool():
 
     assert await asyncio.create_task(other_task()) is first  # no second probe for a new task
     assert connection.mysql_is_mariadb == ("mariadb" in first["version"].lower())
+
+
+async def test_a_closed_connection_answers_with_the_drivers_error_in_the_bridge():
+    def close_then_check():
+        with connection.cursor():
+            pass
+        connection._close()  # the server side went away, as Django's own test simulates
+        try:
+            return connection.is_usable()
+        finally:
+            connection.close()
+
+    assert await native(close_then_check)() is False  # not "cannot schedule new futures"

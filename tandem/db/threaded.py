@@ -37,6 +37,7 @@ class Worker:
         # The last call handed to the thread; calls run in order, so once it
         # is done the thread is idle.
         self._last: Future | None = None
+        self._stopped = False
 
     @property
     def busy(self) -> bool:
@@ -46,7 +47,9 @@ class Worker:
 
     def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call ``fn``: on the worker thread if in the bridge, else right here."""
-        if not in_bridge():
+        if not in_bridge() or self._stopped:
+            # Stopped: the connection is closed, and a closed driver
+            # connection answers at once with the driver's own error.
             return fn(*args, **kwargs)
         done = self._last = self._executor.submit(fn, *args, **kwargs)
         try:
@@ -71,10 +74,14 @@ class Worker:
 
     def defer(self, fn: Callable[..., Any], *args: Any) -> None:
         """Queue ``fn`` on the thread after its current calls; do not wait for it."""
+        if self._stopped:
+            fn(*args)
+            return
         self._last = self._executor.submit(fn, *args)
 
     def stop(self) -> None:
         """Let the thread end once its current call returns."""
+        self._stopped = True
         self._executor.shutdown(wait=False)
 
 

@@ -83,9 +83,11 @@ class DatabaseWrapper(TandemWrapperMixin, OnWorkerThreads, bridgeable(django_mys
         level, ``SQL_AUTO_IS_NULL``) when it was opened; running them again
         for every task that borrows it would cost a round trip each time.
         Stock Django's persistent connections skip them the same way.
+        Outside a task's pool (sync code, a ``TestCase``'s connection) this
+        is Django's method, unchanged.
         """
         conn = self.connection
-        if conn.session_ready:
+        if conn.session_ready and self.pooled:
             BaseDatabaseWrapper.init_connection_state(self)  # the once-per-alias version check
             return
         with self._set_up_quietly():
