@@ -36,8 +36,7 @@ def _table(db: str, result: dict) -> str:
     apps = result["apps"]
     modes = [m for m in MODES if any(m in row for row in apps.values())]
     lines = [
-        f"**{db}**: {len(result['regressions'])} regressions, "
-        f"{len(result['expected'])} expected failures\n",
+        f"**{db}**: {len(result['regressions'])} regressions, {len(result['expected'])} expected failures\n",
         "| app | " + " | ".join(modes) + " |",
         "|---|" + "---:|" * len(modes),
     ]
