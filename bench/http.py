@@ -26,6 +26,14 @@ processes. With ``--repeat N`` every figure is the median of N runs. Writes
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as a script, this file's directory would come first on sys.path and
+# this module would shadow the standard library's http package.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
 import argparse
 import json
 import os
@@ -37,11 +45,9 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +83,18 @@ def servers(workers: int, pool: int, port: int, upstream: str) -> dict[str, Serv
         "TANDEM_DEMO_DEBUG": "0",
     }
     bench_env = {"TANDEM_BENCH_DSN": DSN, "TANDEM_BENCH_POOL": str(pool), "TANDEM_BENCH_UPSTREAM": upstream}
-    uvicorn = [python, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port)]
+    # uvicorn's command line with TCP_NODELAY restored for --workers > 1 (bench/http_apps/serve.py).
+    uvicorn = [
+        python,
+        "-m",
+        "bench.http_apps.serve",
+        "--app-dir",
+        ".",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     uvicorn += ["--workers", str(workers), "--log-level", "warning", "--no-access-log", "--backlog", "4096"]
     assert parts.hostname  # a TCP DSN: pg_stat_activity is read over it too
     return {
@@ -102,7 +119,7 @@ def servers(workers: int, pool: int, port: int, upstream: str) -> dict[str, Serv
         ),
         "django-async-backend": Server(
             "django-async-backend",
-            [*uvicorn, "bench.http_apps.django_async_backend.asgi:application"],
+            [*uvicorn, "bench.http_apps.django_async_backend_site.asgi:application"],
             ROOT,
             bench_env,
         ),
@@ -147,7 +164,7 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def wait_for(url: str, process: subprocess.Popen, log: Path, timeout: float = 30) -> None:
+def wait_for(url: str, process: subprocess.Popen, log: Path, timeout: float = 90) -> None:
     """Poll ``url`` until it answers 200, or fail with the server's log."""
     import httpx
 
@@ -234,7 +251,7 @@ def _ms(value: str, unit: str) -> float:
 def parse_wrk(output: str) -> tuple[float, float, float, int]:
     """Requests/s, p50 ms, p99 ms and errors from ``wrk --latency`` output."""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1])
-    percentile = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+(?:us|ms|s|m))$", output, re.M))
+    percentile = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+(?:us|ms|s|m))\s*$", output, re.M))
 
     def latency(key: str) -> float:
         if key not in percentile:
@@ -471,6 +488,8 @@ def serve(name: str, latency: float, scenarios, connections: list[int], args) ->
             for conns in connections:
                 for repeat in range(args.repeat):
                     output, peaks = load(base + path, conns, args.duration, process.pid)
+                    with open(RESULTS / "logs" / "wrk.log", "a") as raw:
+                        raw.write(f"== {name} {scenario} {conns} #{repeat + 1}\n{output}\n")
                     rps, p50, p99, errors = parse_wrk(output)
                     run = Run(
                         name, scenario, conns, rps, p50, p99, errors, peaks.connections, peaks.rss / 2**20

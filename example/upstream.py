@@ -60,8 +60,15 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--latency", type=float, default=0.05, help="seconds before each answer")
     args = parser.parse_args()
+    # Keep-alive longer than the clients' (httpx: 5 s), so that a client never
+    # sends a request on a connection the stub is closing.
     config = uvicorn.Config(
-        make_app(args.latency), host="127.0.0.1", port=args.port, log_level="warning", backlog=4096
+        make_app(args.latency),
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        backlog=4096,
+        timeout_keep_alive=30,
     )
     uvicorn.Server(config).run()
 
