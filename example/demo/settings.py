@@ -70,8 +70,10 @@ if os.environ.get("TANDEM_DEMO_BACKEND", "tandem") not in ("tandem", "stock"):
 ENGINES = "django.db.backends" if STOCK else "tandem.db.backends"
 POOL_SIZE = int(os.environ.get("TANDEM_DEMO_POOL", "10"))
 # tandem's per-event-loop pool: the dashboard's parallel queries each take
-# a pooled connection. (Stock Django pools on PostgreSQL only, with psycopg_pool.)
-POOL = {"pool": {"min_size": 1, "max_size": POOL_SIZE, "timeout": 30}}
+# a pooled connection. In a rush, buyers queue for a connection rather than
+# fail: hence the long timeout. (Stock Django pools on PostgreSQL only, with
+# psycopg_pool.)
+POOL = {"pool": {"min_size": 1, "max_size": POOL_SIZE, "timeout": 60}}
 
 
 def server_database(engine: str, url: str) -> dict:
