@@ -306,6 +306,11 @@ def prepare_database() -> None:
 # -- reporting --------------------------------------------------------------------------------------
 
 
+def scenario_key(view: str, latency: float | None) -> str:
+    """``event``, ``dashboard-50ms`` or ``dashboard-1s``: how --scenarios names them."""
+    return view if latency is None else f"dashboard-{'1s' if latency == 1.0 else f'{latency * 1000:.0f}ms'}"
+
+
 def scenario_name(view: str, latency: float | None) -> str:
     """``event`` or ``dashboard (upstream 50 ms)``."""
     return view if latency is None else f"dashboard (upstream {latency * 1000:.0f} ms)"
@@ -337,13 +342,10 @@ def table(runs: list[Run], baseline: str = "stock-async") -> str:
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in runs:
-        ratio = (
-            r.requests_per_s / base[(r.scenario, r.connections)]
-            if base.get((r.scenario, r.connections))
-            else 0
-        )
+        baseline_rps = base.get((r.scenario, r.connections))
+        ratio = f"{r.requests_per_s / baseline_rps:.2f}x" if baseline_rps else "n/a"
         lines.append(
-            f"| {r.scenario} | {r.connections} | {r.server} | {r.requests_per_s:.0f} | {ratio:.2f}x "
+            f"| {r.scenario} | {r.connections} | {r.server} | {r.requests_per_s:.0f} | {ratio} "
             f"| {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} | {r.peak_db_connections} "
             f"| {r.peak_rss_mb:.0f} |"
         )
@@ -405,6 +407,9 @@ def main() -> None:
         default="tandem,stock-async,sync-gthread,django-async-backend,fastapi-sqlalchemy,tortoise",
     )
     parser.add_argument("--connections", default="50,200,1000")
+    parser.add_argument(
+        "--scenarios", default="event,dashboard-50ms,dashboard-1s", help="a selection of the three"
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--repeat", type=int, default=1, help="runs per cell; figures are medians")
     parser.add_argument("--workers", type=int, default=2, help="server processes (every server alike)")
@@ -415,6 +420,9 @@ def main() -> None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
     _raise_fd_limit()
     names = args.servers.split(",")
+    wanted = set(args.scenarios.split(","))
+    if unknown := wanted - {scenario_key(*s) for s in SCENARIOS}:
+        raise SystemExit(f"--scenarios: unknown {sorted(unknown)}; use event, dashboard-50ms, dashboard-1s")
     connections = [int(c) for c in args.connections.split(",")]
     logs = RESULTS / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -438,7 +446,13 @@ def main() -> None:
         for name in names:
             for latency in sorted(UPSTREAM_PORTS):
                 # One server start per upstream latency: it is part of the server's configuration.
-                scenarios = [s for s in SCENARIOS if s[1] == latency or (s[1] is None and latency == 0.05)]
+                scenarios = [
+                    s
+                    for s in SCENARIOS
+                    if (s[1] == latency or (s[1] is None and latency == 0.05)) and scenario_key(*s) in wanted
+                ]
+                if not scenarios:
+                    continue
                 runs += serve(name, latency, scenarios, connections, args)
     finally:
         for stub in stubs.values():
