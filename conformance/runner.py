@@ -23,9 +23,9 @@ outcomes: dict[str, str] = {}
 
 def record(test, outcome: str) -> None:
     """Remember ``outcome`` for ``test``, unless it already did worse."""
-    test_id = test.id()
-    if RANK[outcome] >= RANK.get(outcomes.get(test_id, "passed"), 0) or test_id not in outcomes:
-        outcomes[test_id] = outcome
+    previous = outcomes.get(test.id())
+    if previous is None or RANK[outcome] >= RANK[previous]:
+        outcomes[test.id()] = outcome
 
 
 class RecordingResult(unittest.TextTestResult):

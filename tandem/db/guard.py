@@ -68,16 +68,22 @@ def _running_loop_unless_passed() -> asyncio.AbstractEventLoop:
 
 def _regarded(owner: type, name: str):
     stock = owner.__dict__[name]
+    plain = stock.__wrapped__
 
-    @functools.wraps(stock.__wrapped__)
+    @functools.wraps(plain)
     def guarded(*args, **kwargs):
-        _refuse_outside_bridge()
         # Looked up per call, so that patching the defining class reaches
         # tandem too: Django's TestCase patches ensure_connection to refuse
         # databases a test did not declare, tests mock.patch connect().
         current = owner.__dict__.get(name, stock)
-        if _is_async_unsafe(current):
-            current = current.__wrapped__
+        if current is not stock:
+            current = current.__wrapped__ if _is_async_unsafe(current) else current
+        else:
+            current = plain
+        if asyncio._get_running_loop() is None:
+            return current(*args, **kwargs)  # sync code: no guard refuses anything here
+        if not in_bridge() and not os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE"):
+            raise SynchronousOnlyOperation(MESSAGE)
         # Guarded methods Django calls from here pass too: a patch that ends
         # in the stock method, or SQLite's close() calling
         # BaseDatabaseWrapper.close(self) by name.
