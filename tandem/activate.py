@@ -3,7 +3,7 @@
 Django's ``a*`` methods (``QuerySet.aget``, ``Model.asave``, related managers,
 ``aprefetch_related_objects``, ``AsyncPaginator``, ...) all end in
 ``sync_to_async(sync_method)``. We replace that name, in the modules that
-use it, by ``routed_sync_to_async``: same signature, but when the call is for
+use it (listed in ``tandem.patches``), by ``routed_sync_to_async``: same signature, but when the call is for
 a tandem alias it runs the sync method with ``native()`` on the loop thread.
 Calls for stock aliases keep Django's thread behaviour.
 """
@@ -11,26 +11,15 @@ Calls for stock aliases keep Django's thread behaviour.
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 from collections.abc import Callable
 from typing import Any
 
 from asgiref import sync as asgiref_sync
-from django.apps import apps
 from django.db import DEFAULT_DB_ALIAS, router
 
 from tandem.bridge import await_, call_native, in_bridge
 from tandem.scope import every_alias_tandem, is_tandem_alias, lend_connections
-
-# Modules whose a-methods wrap the sync ORM with sync_to_async.
-ORM_MODULES = (
-    "django.db.models.query",
-    "django.db.models.base",
-    "django.db.models.fields.related_descriptors",
-    "django.contrib.contenttypes.fields",
-    "django.core.paginator",
-)
 
 _stock_sync_to_async = asgiref_sync.sync_to_async
 _stock_async_to_sync_call = asgiref_sync.AsyncToSync.__call__
@@ -77,7 +66,7 @@ def routed_sync_to_async(
     return routed
 
 
-def _bridged_async_to_sync_call(self: asgiref_sync.AsyncToSync, *args: Any, **kwargs: Any) -> Any:
+def bridged_async_to_sync_call(self: asgiref_sync.AsyncToSync, *args: Any, **kwargs: Any) -> Any:
     """``AsyncToSync.__call__`` that, inside the bridge, awaits on the running loop.
 
     asgiref refuses to start a loop in a thread that runs one, so without
@@ -94,26 +83,16 @@ def _bridged_async_to_sync_call(self: asgiref_sync.AsyncToSync, *args: Any, **kw
     return _stock_async_to_sync_call(self, *args, **kwargs)
 
 
-def _patch(module_name: str, name: str, replacement: Any) -> None:
-    if module_name.startswith("django.contrib.contenttypes") and not apps.is_installed(
-        "django.contrib.contenttypes"
-    ):
-        return  # importing its models without the app installed would fail
-    module = importlib.import_module(module_name)
-    if getattr(module, name, None) is not None:
-        setattr(module, name, replacement)
-
-
 def install() -> None:
     """Activate tandem for the process (called from ``TandemConfig.ready``)."""
-    from tandem import scope, testing, views
+    from django.core.signals import setting_changed
 
+    from tandem import conf, patches, scope
+    from tandem.handlers import blocking
+
+    setting_changed.connect(conf.forget)
     scope.install()
-    for module_name in ORM_MODULES:
-        _patch(module_name, "sync_to_async", routed_sync_to_async)
-    # Signal.asend runs sync receivers through sync_to_async: natively, they
-    # join the sender's task, its connections and its transaction.
-    _patch("django.dispatch.dispatcher", "sync_to_async", routed_sync_to_async)
-    asgiref_sync.AsyncToSync.__call__ = _bridged_async_to_sync_call
-    views.install()
-    testing.install()
+    patches.install("guard")
+    patches.install("core")
+    patches.when_imported("django.test", lambda: patches.install("testing"))
+    blocking.install()

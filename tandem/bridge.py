@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
@@ -112,6 +113,35 @@ def set_unit_hook(hook: Callable[[Driver, Callable[..., Any], tuple, dict], Awai
     _unit_hook = hook
 
 
+# The blocking watch: while sync code runs in a bridge it holds the loop.
+# When one stretch of it (from a switch into the bridge to the next await_()
+# or its return) lasts longer than the threshold, ``report(fn, seconds,
+# bridge)`` is called. Set by tandem.handlers.blocking; None: not watched.
+_watch: tuple[float, Callable[[Callable[..., Any], float, greenlet], None]] | None = None
+
+
+def set_blocking_watch(
+    threshold: float | None, report: Callable[[Callable[..., Any], float, greenlet], None] | None = None
+) -> None:
+    """Call ``report(fn, seconds, bridge)`` when sync code holds the loop > ``threshold`` s."""
+    global _watch
+    _watch = None if threshold is None or report is None else (threshold, report)
+
+
+def _switch(bridge: _Bridge, fn: Callable[..., Any], into: Callable[[Any], Any], value: Any) -> Any:
+    """``into(value)`` (a switch or throw into ``bridge``), timed when watched."""
+    watch = _watch
+    if watch is None:
+        return into(value)
+    start = time.perf_counter()
+    try:
+        return into(value)
+    finally:
+        held = time.perf_counter() - start
+        if held > watch[0]:
+            watch[1](fn, held, bridge)
+
+
 async def _drive(fn: Callable[..., R], args: tuple, kwargs: dict) -> R:
     """Run ``fn`` in a bridge greenlet, awaiting whatever it hands us."""
     parked = _idle.bridges
@@ -120,7 +150,7 @@ async def _drive(fn: Callable[..., R], args: tuple, kwargs: dict) -> R:
     # Share the task's Context object: the sync code sees the task's
     # contextvars and its writes are visible to the task afterwards.
     bridge.gr_context = parent.gr_context
-    request = bridge.switch((fn, args, kwargs))
+    request = _switch(bridge, fn, bridge.switch, (fn, args, kwargs))
     while request is not _DONE:
         try:
             value = await request
@@ -132,9 +162,9 @@ async def _drive(fn: Callable[..., R], args: tuple, kwargs: dict) -> R:
         except BaseException as exc:  # includes CancelledError
             # Raise it inside the sync code, at its await_() call, so its
             # except/finally blocks run and may still do I/O (a rollback).
-            request = bridge.throw(exc)
+            request = _switch(bridge, fn, bridge.throw, exc)
         else:
-            request = bridge.switch(value)
+            request = _switch(bridge, fn, bridge.switch, value)
     ok, value = bridge.outcome
     bridge.outcome = bridge.gr_context = None
     if len(parked) < MAX_IDLE_BRIDGES:

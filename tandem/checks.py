@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
+from tandem import conf
 from tandem.pool import PoolOptions
 
 
@@ -34,6 +35,20 @@ def check_tandem_configuration(app_configs=None, **kwargs) -> list[CheckMessage]
                 "'tandem' is in INSTALLED_APPS but no DATABASES alias uses a tandem ENGINE.",
                 hint="Set ENGINE to e.g. 'tandem.db.backends.postgresql'.",
                 id="tandem.W001",
+            )
+        )
+    errors += [Error(message, id="tandem.E004") for message in conf.validate()]
+    stock = [alias for alias in settings.DATABASES if alias not in aliases]
+    if aliases and stock and not hasattr(settings, "TANDEM_REQUEST_PATH"):
+        errors.append(
+            Warning(
+                f"DATABASES aliases {stock} use stock Django backends, and sync middleware "
+                "runs on the event loop (TANDEM_REQUEST_PATH defaults to 'native'): a sync "
+                "middleware hook that queries those aliases raises SynchronousOnlyOperation.",
+                hint="Mark such middleware with tandem.handlers.in_thread or list it in "
+                "TANDEM_THREAD_MIDDLEWARE, or set TANDEM_REQUEST_PATH explicitly "
+                "('threads' restores stock Django's request path).",
+                id="tandem.W002",
             )
         )
     for alias in aliases:

@@ -240,14 +240,12 @@ _installed = False
 
 
 def install() -> None:
-    """Route ``django.db.connections`` through task-owned storage (idempotent)."""
+    """Bracket units of work (idempotent); ``tandem.patches`` swaps the storage."""
     global _installed
     if _installed:
         return
     from django.core.signals import setting_changed
-    from django.db import connections
 
-    connections._connections = TaskConnections(connections._connections)
     set_unit_hook(_unit_of_work)
     setting_changed.connect(forget_settings)
     _installed = True

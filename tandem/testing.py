@@ -36,7 +36,9 @@ _stock_rollback_atomics = TestCase._rollback_atomics.__func__
 _stock_sync_to_async_call = SyncToAsync.__call__
 
 
-def _enter_atomics(cls):
+@classmethod
+def enter_atomics(cls):
+    """``TestCase._enter_atomics``, sharing each tandem alias's test transaction."""
     atomics = _stock_enter_atomics(cls)
     for alias in atomics:
         if is_tandem_alias(alias):
@@ -46,7 +48,9 @@ def _enter_atomics(cls):
     return atomics
 
 
-def _rollback_atomics(cls, atomics):
+@classmethod
+def rollback_atomics(cls, atomics):
+    """``TestCase._rollback_atomics``, ending the sharing first."""
     for alias in atomics:
         stack = test_connections.get(alias)
         if stack:
@@ -54,14 +58,8 @@ def _rollback_atomics(cls, atomics):
     _stock_rollback_atomics(cls, atomics)
 
 
-async def _sync_to_async_call(self: SyncToAsync, *args: Any, **kwargs: Any) -> Any:
+async def sync_to_async_call(self: SyncToAsync, *args: Any, **kwargs: Any) -> Any:
+    """``SyncToAsync.__call__``: while a test transaction is shared, natively."""
     if getattr(self, "_thread_sensitive", False) and any(test_connections.values()):
         return await call_native(self.func, *args, **kwargs)
     return await _stock_sync_to_async_call(self, *args, **kwargs)
-
-
-def install() -> None:
-    """Hook ``TestCase``'s transaction entry and exit, and ``sync_to_async``."""
-    TestCase._enter_atomics = classmethod(_enter_atomics)
-    TestCase._rollback_atomics = classmethod(_rollback_atomics)
-    SyncToAsync.__call__ = _sync_to_async_call

@@ -146,6 +146,8 @@ else:
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
     "tandem",
     "tests.app",
 ]
@@ -156,3 +158,18 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 ROOT_URLCONF = "tests.app.urls"
 ALLOWED_HOSTS = ["*"]
 MIDDLEWARE = []
+# Said explicitly: the "stock" alias would otherwise get tandem.W002.
+TANDEM_REQUEST_PATH = "native"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]

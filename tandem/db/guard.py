@@ -16,7 +16,6 @@ import os
 from contextvars import ContextVar
 
 from django.core.exceptions import SynchronousOnlyOperation
-from django.utils import asyncio as django_asyncio
 from django.utils.asyncio import async_unsafe
 
 from tandem.bridge import in_bridge
@@ -60,7 +59,11 @@ def bridge_aware_guard(func):
 _guard_passed: ContextVar[bool] = ContextVar("tandem_guard_passed", default=False)
 
 
-def _running_loop_unless_passed() -> asyncio.AbstractEventLoop:
+def running_loop_unless_passed() -> asyncio.AbstractEventLoop:
+    """``django.utils.asyncio.get_running_loop``, as ``async_unsafe`` asks it.
+
+    Raises (as if no loop ran) while a tandem guard has let its caller pass.
+    """
     if _guard_passed.get():
         raise RuntimeError("tandem: the caller passed the bridge-aware guard")
     return asyncio.get_running_loop()
@@ -98,7 +101,9 @@ def _regarded(owner: type, name: str):
 
 def bridge_aware_guards(cls: type) -> type:
     """Class decorator: let ``cls``'s async-unsafe methods run inside the bridge."""
-    django_asyncio.get_running_loop = _running_loop_unless_passed  # what async_unsafe asks
+    from tandem import patches
+
+    patches.install("guard")  # what async_unsafe asks: see running_loop_unless_passed
     for name in dir(cls):
         owner = next((k for k in cls.__mro__ if name in k.__dict__), None)
         if owner is not None and _is_async_unsafe(owner.__dict__[name]):

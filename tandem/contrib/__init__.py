@@ -1,0 +1,1 @@
+"""``django.contrib`` on the loop: sessions and auth natively, hashing off it."""

@@ -1,0 +1,73 @@
+"""Password hashing stays off the loop; ``ModelBackend`` queries natively.
+
+Hashing a password is 100+ ms of CPU by design (PBKDF2, argon2). On the
+loop thread it would stall every request of the worker, so wherever tandem
+runs auth code on the loop, the hash runs in a thread of the loop's default
+executor and the code awaits it:
+
+* ``check_password`` and ``make_password`` called in the bridge (a sync
+  view or middleware served natively, ``ModelBackend.authenticate``);
+* ``acheck_password`` (``user.acheck_password()``), which stock Django runs
+  on the loop itself;
+* ``ModelBackend.aauthenticate``: its query runs natively and both of its
+  hashes (the user's, or the dummy one for an unknown user that evens out
+  timing) in a thread.
+
+Outside the loop (WSGI, management commands) these are Django's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib.auth import get_user_model, hashers
+from django.contrib.auth.backends import ModelBackend
+from django.db import router
+
+from tandem.bridge import await_, call_native, in_bridge
+from tandem.scope import is_tandem_alias
+
+__all__ = ["aauthenticate", "acheck_password", "check_password", "make_password"]
+
+_stock_check_password = hashers.check_password
+_stock_make_password = hashers.make_password
+_stock_aauthenticate = ModelBackend.aauthenticate
+
+
+def _in_thread(fn: Callable[..., Any], *args: Any) -> asyncio.Future:
+    return asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args))
+
+
+def check_password(password, encoded, setter=None, preferred="default") -> bool:
+    """Django's ``check_password``; in the bridge the hash runs in a thread."""
+    if not in_bridge():
+        return _stock_check_password(password, encoded, setter, preferred)
+    is_correct, must_update = await_(_in_thread(hashers.verify_password, password, encoded, preferred))
+    if setter and is_correct and must_update:
+        setter(password)  # re-hash and save: natively (its hash in a thread too)
+    return is_correct
+
+
+async def acheck_password(password, encoded, setter=None, preferred="default") -> bool:
+    """Django's ``acheck_password``, with the hash in a thread instead of on the loop."""
+    is_correct, must_update = await _in_thread(hashers.verify_password, password, encoded, preferred)
+    if setter and is_correct and must_update:
+        await setter(password)
+    return is_correct
+
+
+def make_password(password, salt=None, hasher="default") -> str:
+    """Django's ``make_password``; in the bridge the hash runs in a thread."""
+    if password is None or not in_bridge():
+        return _stock_make_password(password, salt, hasher)
+    return await_(_in_thread(_stock_make_password, password, salt, hasher))
+
+
+async def aauthenticate(self: ModelBackend, request, username=None, password=None, **kwargs):
+    """``ModelBackend.aauthenticate``: ``authenticate()`` natively, hashing in a thread."""
+    if not is_tandem_alias(router.db_for_read(get_user_model())):
+        return await _stock_aauthenticate(self, request, username, password, **kwargs)
+    return await call_native(ModelBackend.authenticate, self, request, username, password, **kwargs)

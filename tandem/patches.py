@@ -1,0 +1,287 @@
+"""Every change tandem makes to Django and asgiref, in one registry.
+
+tandem runs Django's code as it is. Where it must change behaviour, it
+replaces one attribute at a narrow seam: a module's ``sync_to_async`` name,
+one method of a class, the storage behind ``django.db.connections``. Each of
+those replacements is a ``Patch`` in ``REGISTRY`` below, with the reason it
+exists; ``install()`` applies a group of them and remembers the original.
+``python -m tandem.patches`` prints the table that ``docs/reference.md``
+shows.
+
+Groups:
+
+* ``"core"``: applied by ``install("core")`` when the ``tandem`` app is ready.
+* ``"guard"``: Django's async-safety check; applied with ``core`` and also
+  by the first tandem backend class to be built (a backend can load before
+  the app registry is ready).
+* ``"testing"``: hooks for Django's ``TestCase``; applied only once
+  ``django.test`` is imported, so production never imports it nor pays for
+  a wrapped ``SyncToAsync.__call__``.
+
+A replacement module keeps the original it wraps, captured when it is
+imported; ``install()`` imports a replacement before it sets it, so the
+captured value is always Django's own.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["REGISTRY", "Patch", "install", "installed", "when_imported"]
+
+
+@dataclass(frozen=True)
+class Patch:
+    """Replace ``attribute`` of ``target`` with ``replacement``.
+
+    ``target`` is ``"module"`` or ``"module:Name"``; ``replacement`` is
+    ``"module:name"`` (imported when applied). With ``wraps`` the replacement
+    is called with the original and its result is set instead.
+    """
+
+    group: str
+    target: str
+    attribute: str
+    replacement: str
+    why: str
+    wraps: bool = False
+    # The attribute exists in some supported Django versions only.
+    optional: bool = False
+
+    def resolve_target(self) -> Any:
+        """The module or object whose attribute is replaced."""
+        module_name, _, name = self.target.partition(":")
+        obj = importlib.import_module(module_name)
+        for part in filter(None, name.split(".")):
+            obj = getattr(obj, part)
+        return obj
+
+    def resolve_replacement(self) -> Any:
+        """The replacement object, imported."""
+        module_name, _, name = self.replacement.partition(":")
+        obj = importlib.import_module(module_name)
+        for part in name.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+
+_SYNC_TO_ASYNC = "sync_to_async"
+_ORM = "tandem.activate:routed_sync_to_async"
+_HANDLER = "tandem.handlers.placement:handler_sync_to_async"
+_CONTRIB = "tandem.contrib.routing:contrib_sync_to_async"
+
+REGISTRY: tuple[Patch, ...] = (
+    # -- the ORM's async API (tandem.activate) --------------------------------
+    *(
+        Patch("core", module, _SYNC_TO_ASYNC, _ORM, "a* ORM methods run natively for tandem aliases")
+        for module in (
+            "django.db.models.query",
+            "django.db.models.base",
+            "django.db.models.fields.related_descriptors",
+            "django.contrib.contenttypes.fields",
+        )
+    ),
+    Patch(
+        "core",
+        "django.core.paginator",
+        _SYNC_TO_ASYNC,
+        _ORM,
+        "AsyncPaginator (Django 6.0+) natively",
+        optional=True,
+    ),
+    Patch(
+        "core",
+        "django.dispatch.dispatcher",
+        _SYNC_TO_ASYNC,
+        _ORM,
+        "Signal.asend's sync receivers join the sender's task and transaction",
+    ),
+    Patch(
+        "core",
+        "asgiref.sync:AsyncToSync",
+        "__call__",
+        "tandem.activate:bridged_async_to_sync_call",
+        "async_to_sync() inside the bridge awaits on the running loop",
+    ),
+    Patch(
+        "core",
+        "django.db:connections",
+        "_connections",
+        "tandem.scope:TaskConnections",
+        "connections of tandem aliases are owned by asyncio tasks",
+        wraps=True,
+    ),
+    # -- the request path (tandem.handlers) ------------------------------------
+    *(
+        Patch("core", module, _SYNC_TO_ASYNC, _HANDLER, why)
+        for module, why in (
+            ("django.utils.deprecation", "sync middleware hooks run on the loop (MiddlewareMixin)"),
+            ("django.core.handlers.base", "adapted middleware, process_view/_exception, render"),
+            ("django.core.handlers.asgi", "response.close() and request_finished on the loop"),
+            ("django.contrib.auth.middleware", "RemoteUserMiddleware's sync process_request"),
+        )
+    ),
+    Patch(
+        "core",
+        "django.core.handlers.base:BaseHandler",
+        "make_view_atomic",
+        "tandem.handlers.views:make_view_atomic",
+        "ATOMIC_REQUESTS for async views; sync views on the loop or in a thread",
+    ),
+    # -- sessions and auth (tandem.contrib) ------------------------------------
+    *(
+        Patch("core", module, _SYNC_TO_ASYNC, _CONTRIB, why)
+        for module, why in (
+            ("django.contrib.sessions.backends.base", "database session stores load and save natively"),
+            ("django.contrib.sessions.backends.db", "SessionStore.asave's transaction natively"),
+            ("django.contrib.auth.backends", "ModelBackend's queries natively"),
+            ("django.contrib.auth.decorators", "login_required/user_passes_test tests natively"),
+        )
+    ),
+    *(
+        Patch("core", module, name, f"tandem.contrib.auth:{name}", "password hashing stays off the loop")
+        for module in ("django.contrib.auth.hashers", "django.contrib.auth.base_user")
+        for name in ("check_password", "acheck_password", "make_password")
+    ),
+    Patch(
+        "core",
+        "django.contrib.auth.models",
+        "make_password",
+        "tandem.contrib.auth:make_password",
+        "password hashing stays off the loop",
+    ),
+    Patch(
+        "core",
+        "django.contrib.auth.backends:ModelBackend",
+        "aauthenticate",
+        "tandem.contrib.auth:aauthenticate",
+        "queries natively, hashing in a thread",
+    ),
+    # -- Django's async-safety guard (tandem.db.guard) -------------------------
+    Patch(
+        "guard",
+        "django.utils.asyncio",
+        "get_running_loop",
+        "tandem.db.guard:running_loop_unless_passed",
+        "methods a tandem guard let pass may call stock-guarded ones",
+    ),
+    # -- tests (tandem.testing) ------------------------------------------------
+    Patch(
+        "testing",
+        "django.test:TestCase",
+        "_enter_atomics",
+        "tandem.testing:enter_atomics",
+        "every task joins the TestCase transaction",
+    ),
+    Patch(
+        "testing",
+        "django.test:TestCase",
+        "_rollback_atomics",
+        "tandem.testing:rollback_atomics",
+        "every task joins the TestCase transaction",
+    ),
+    Patch(
+        "testing",
+        "asgiref.sync:SyncToAsync",
+        "__call__",
+        "tandem.testing:sync_to_async_call",
+        "thread-sensitive calls share the test's connection, as in stock Django",
+    ),
+)
+
+# (group) -> [(target object, attribute, original)], in the order applied.
+_applied: dict[str, list[tuple[Any, str, Any]]] = {}
+
+
+def _optional(patch: Patch) -> bool:
+    """True if ``patch`` targets an app module that is not installed."""
+    if not patch.target.startswith("django.contrib."):
+        return False
+    from django.apps import apps
+
+    app = ".".join(patch.target.split(":")[0].split(".")[:3])
+    return not apps.is_installed(app)
+
+
+def install(group: str) -> None:
+    """Apply every patch of ``group`` (idempotent)."""
+    if group in _applied:
+        return
+    done = _applied[group] = []
+    for patch in REGISTRY:
+        if patch.group != group or _optional(patch):
+            continue
+        replacement = patch.resolve_replacement()
+        target = patch.resolve_target()
+        if patch.optional and not hasattr(target, patch.attribute):
+            continue
+        original = _lookup(target, patch.attribute)
+        if patch.wraps:
+            replacement = replacement(original)
+        setattr(target, patch.attribute, replacement)
+        done.append((target, patch.attribute, original))
+
+
+def _lookup(target: Any, attribute: str) -> Any:
+    # A class's own attribute, unbound (a classmethod stays a classmethod).
+    if isinstance(target, type):
+        for klass in target.__mro__:
+            if attribute in klass.__dict__:
+                return klass.__dict__[attribute]
+    return getattr(target, attribute)
+
+
+def installed() -> dict[str, list[tuple[Any, str, Any]]]:
+    """What ``install()`` replaced: per group, (target, attribute, original)."""
+    return _applied
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Calls a function right after a module has been imported."""
+
+    def __init__(self, name: str, callback: Callable[[], None]) -> None:
+        self.name = name
+        self.callback = callback
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+        callback = self.callback
+
+        def exec_then_call(module):
+            exec_module(module)
+            callback()
+
+        spec.loader.exec_module = exec_then_call
+        return spec
+
+
+def when_imported(name: str, callback: Callable[[], None]) -> None:
+    """Call ``callback()`` once module ``name`` is imported (now if it is)."""
+    if name in sys.modules:
+        callback()
+    else:
+        sys.meta_path.insert(0, _AfterImport(name, callback))
+
+
+def _table() -> str:
+    rows = ["| group | target | attribute | replaced by | why |", "|---|---|---|---|---|"]
+    for p in REGISTRY:
+        target = p.target.replace(":", ".")
+        rows.append(f"| {p.group} | `{target}` | `{p.attribute}` | `{p.replacement}` | {p.why} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(_table())
