@@ -95,6 +95,10 @@ def forget(setting: str = "", **kwargs: Any) -> None:
     if setting.startswith("TANDEM_"):
         _cache.pop(setting, None)
         if setting == "TANDEM_BLOCKING_WARNING_MS":
+            from tandem import bridge
             from tandem.handlers import blocking
 
-            blocking.install()
+            try:
+                blocking.install()
+            except ImproperlyConfigured:
+                bridge.set_blocking_watch(None)  # reading the setting raises: checks say so

@@ -123,9 +123,15 @@ REGISTRY: tuple[Patch, ...] = (
         for module, why in (
             ("django.utils.deprecation", "sync middleware hooks run on the loop (MiddlewareMixin)"),
             ("django.core.handlers.base", "adapted middleware, process_view/_exception, render"),
-            ("django.core.handlers.asgi", "response.close() and request_finished on the loop"),
             ("django.contrib.auth.middleware", "RemoteUserMiddleware's sync process_request"),
         )
+    ),
+    Patch(
+        "core",
+        "django.core.handlers.asgi",
+        _SYNC_TO_ASYNC,
+        "tandem.handlers.placement:asgi_sync_to_async",
+        "response.close() and request_finished on the loop, or in the request's thread if it has one",
     ),
     Patch(
         "core",

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from typing import Any
 
@@ -37,8 +39,15 @@ _stock_make_password = hashers.make_password
 _stock_aauthenticate = ModelBackend.aauthenticate
 
 
+# Hashing threads: one core fewer than the machine has, so that however many
+# logins arrive at once, the loop thread keeps a core (with as many hashing
+# threads as cores, the OS time-slices the loop: tens of ms of stall on 2 cores).
+HASHING_THREADS = max(1, (os.cpu_count() or 2) - 1)
+_hashing = ThreadPoolExecutor(max_workers=HASHING_THREADS, thread_name_prefix="tandem-hash")
+
+
 def _in_thread(fn: Callable[..., Any], *args: Any) -> asyncio.Future:
-    return asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args))
+    return asyncio.get_running_loop().run_in_executor(_hashing, functools.partial(fn, *args))
 
 
 def check_password(password, encoded, setter=None, preferred="default") -> bool:

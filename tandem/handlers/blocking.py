@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from tandem import bridge, conf
@@ -34,7 +35,7 @@ def dotted_name(fn: Callable[..., Any]) -> str:
     target = getattr(fn, "func", fn)  # functools.partial
     owner = getattr(target, "__self__", None)
     name = getattr(target, "__qualname__", None) or type(target).__qualname__
-    if owner is not None and not isinstance(owner, type) and "." not in name:
+    if owner is not None and not isinstance(owner, (type, ModuleType)) and "." not in name:
         name = f"{type(owner).__qualname__}.{name}"
     module = getattr(target, "__module__", None) or type(target).__module__
     return f"{module}.{name}"

@@ -26,12 +26,22 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from asgiref.sync import SyncToAsync
 from asgiref.sync import sync_to_async as _stock_sync_to_async
 
 from tandem import conf
 from tandem.bridge import call_native
 
-__all__ = ["handler_sync_to_async", "in_thread", "natively", "on_loop", "placement", "runs_on_loop"]
+__all__ = [
+    "asgi_sync_to_async",
+    "handler_sync_to_async",
+    "in_thread",
+    "natively",
+    "on_loop",
+    "placement",
+    "request_used_a_thread",
+    "runs_on_loop",
+]
 
 T = TypeVar("T")
 
@@ -107,3 +117,33 @@ def handler_sync_to_async(
     if thread_sensitive and executor is None and runs_on_loop(func):
         return natively(func)
     return _stock_sync_to_async(func, thread_sensitive=thread_sensitive, executor=executor)
+
+
+def request_used_a_thread() -> bool:
+    """True if thread-sensitive code of the current request ran in a thread.
+
+    Django's ASGI handler gives each request a ``ThreadSensitiveContext``;
+    its executor (the request's own thread) exists only once something was
+    sent to a thread: a sync view served in a thread, an ``@in_thread``
+    middleware.
+    """
+    try:
+        context = SyncToAsync.thread_sensitive_context.get()
+    except LookupError:
+        return False
+    return context in SyncToAsync.context_to_thread_executor
+
+
+def asgi_sync_to_async(
+    func: Callable | None = None, *, thread_sensitive: bool = True, executor: Any = None
+) -> Any:
+    """``sync_to_async`` for the ASGI handler's ``response.close()``.
+
+    Closing the response sends ``request_finished``, whose receiver closes
+    the calling thread's database connections. When part of the request ran
+    in the request's thread, its connections live there: close there too,
+    as stock Django does. Otherwise, on the loop.
+    """
+    if func is not None and request_used_a_thread():
+        return _stock_sync_to_async(func, thread_sensitive=thread_sensitive, executor=executor)
+    return handler_sync_to_async(func, thread_sensitive=thread_sensitive, executor=executor)

@@ -82,9 +82,9 @@ def authors_in_thread(request):
 
 
 def slow_sync(request):
-    """Holds the loop (when served natively) with a blocking sleep."""
+    """Holds the loop (when served natively) with a blocking sleep, then queries."""
     time.sleep(float(request.GET.get("seconds", "0.15")))
-    return HttpResponse("slept")
+    return HttpResponse(f"slept; {Author.objects.count()} authors")
 
 
 def template_view(request):
@@ -117,10 +117,10 @@ def stream_sync(request):
 async def hang_in_query(request):
     """Sits in a long query until the client goes away."""
     from tandem import native
-    from tests.db import backend_pid
+    from tests.db import long_query
 
     try:
-        await native(backend_pid)(sleep=float(request.GET.get("seconds", "5")))
+        await native(long_query)()
     except asyncio.CancelledError:
         cancelled.append("hang_in_query")
         raise
