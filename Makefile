@@ -80,6 +80,10 @@ $(BENCH_VENV)/.installed: pyproject.toml bench/http_apps/requirements.txt
 bench-http: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/http.py $(BENCH_ARGS)
 
+# bench/http_storm.py: one server before and after three 1000-connection storms.
+bench-http-storm: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python bench/http_storm.py $(BENCH_ARGS)
+
 # The documentation site (mkdocs.yml, docs/) into site/; --strict: a broken
 # link or anchor fails the build.
 docs: $(STAMP)

@@ -4,7 +4,8 @@ Answers the design question "a new greenlet per native() call, or reuse?":
 prints medians (µs per call, several rounds) for creating a greenlet and
 running it to the end, switching into an existing one and back, a whole
 ``await native(noop)()``, one ``await_`` round trip inside it, and asgiref's
-``sync_to_async`` for comparison. Writes bench/results/bridge-latest.json.
+``sync_to_async`` for comparison; and what the blocking detector adds per
+switch into a bridge. Writes bench/results/bridge-latest.json.
 
     python bench/bridge.py [--rounds 7] [--iterations 20000]
 """
@@ -25,7 +26,7 @@ from asgiref.sync import sync_to_async
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tandem.bridge import await_, native
+from tandem.bridge import await_, native, set_blocking_watch
 
 
 def noop():
@@ -75,6 +76,19 @@ def one_await():
     await_(Ready())
 
 
+def watched(case):
+    """Run ``case`` with the blocking detector on (a threshold no call reaches)."""
+
+    def run():
+        set_blocking_watch(10.0, lambda fn, seconds, bridge: None)
+        try:
+            return case()
+        finally:
+            set_blocking_watch(None)
+
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
@@ -88,6 +102,9 @@ def main() -> None:
         "greenlet: switch in and out (reuse)": lambda: greenlet_switch(n),
         "await native(noop)()": lambda: asyncio.run(async_per_call(bridged_noop, n)),
         "await native(fn)() with one await_": lambda: asyncio.run(async_per_call(bridged_await, n)),
+        "await native(fn)() with one await_, blocking detector on": watched(
+            lambda: asyncio.run(async_per_call(bridged_await, n))
+        ),
         "await sync_to_async(noop)()": lambda: asyncio.run(async_per_call(threaded_noop, n // 10)),
     }
     rounds = {name: [case() for _ in range(args.rounds)] for name, case in cases.items()}
@@ -96,6 +113,13 @@ def main() -> None:
     print(f"{'operation':<{width}}  µs/call (median of {args.rounds})")
     for name, value in medians.items():
         print(f"{name:<{width}}  {value:8.2f}")
+    # That unit switches into its bridge twice (start, after the await_).
+    per_switch = (
+        medians["await native(fn)() with one await_, blocking detector on"]
+        - medians["await native(fn)() with one await_"]
+    ) / 2
+    medians["blocking detector: cost per switch"] = per_switch
+    print(f"{'blocking detector: cost per switch':<{width}}  {per_switch:8.2f}")
     out = Path(__file__).parent / "results" / "bridge-latest.json"
     out.parent.mkdir(exist_ok=True)
     info = {"python": platform.python_version(), "greenlet": greenlet.__version__}

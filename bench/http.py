@@ -1,7 +1,8 @@
 """End-to-end HTTP benchmark: the onsale views under wrk, tandem against the alternatives.
 
-    python bench/http.py                      # everything (about 15 minutes per repeat)
+    python bench/http.py                      # everything (about 30 minutes per repeat)
     python bench/http.py --servers tandem,stock-async --connections 200 --duration 5
+    python bench/http.py --servers tandem,stock-async,sync-gthread --scenarios me-event
 
 Every server runs on loopback with the same number of worker processes and
 the same database pool size per process, against the same PostgreSQL
@@ -12,16 +13,26 @@ database (``tandem_bench``, recreated, migrated and seeded by this script):
   psycopg_pool (``sync_to_async`` under the hood);
 - ``sync-gthread``: sync twins of the views, stock backend and pool, under
   gunicorn's threaded workers;
+- ``tandem-native-sync``: the demo under uvicorn on tandem with
+  ``TANDEM_SYNC_VIEWS=native``, serving the sync twins (``event`` and
+  ``me-event`` only: the sync dashboard's blocking upstream call has no
+  place on the loop);
 - ``django-async-backend``, ``fastapi-sqlalchemy``, ``tortoise``: the same
   queries in what a user might pick instead (``bench/http_apps/``).
 
 Scenarios, each at every ``--connections``: ``event`` (one event by primary
-key) and ``dashboard`` (three aggregates and one call to the upstream stub,
-in parallel) with upstream latency 50 ms and 1 s. Reported per run:
-requests/s, p50 and p99 latency, errors (non-2xx and socket errors), peak
-database connections (``pg_stat_activity``) and peak RSS of the server's
-processes. With ``--repeat N`` every figure is the median of N runs. Writes
-``bench/results/http-latest.json`` and ``bench/results/http-latest.png``.
+key), ``dashboard`` (three aggregates and one call to the upstream stub, in
+parallel) with upstream latency 50 ms and 1 s, and ``me-event``: the event
+for a logged-in user, with Django's ``startproject`` middleware
+(``TANDEM_DEMO_MIDDLEWARE=startproject``: a session read and a user lookup
+before the event; Django servers of the demo only). Every server calls the
+upstream with the same small client (``example/shop/httpget.py``: one request
+per connection). Reported per run: requests/s (and its ratio to stock async
+and to sync gthread), p50 and p99 latency, errors (non-2xx and socket
+errors), peak database connections (``pg_stat_activity``) and peak RSS of the
+server's processes. With ``--repeat N`` every figure is the median of N runs.
+Writes ``bench/results/http-latest.json`` and ``bench/results/http-latest.png``.
+``bench/http_storm.py`` uses this module's machinery for its storm check.
 """
 
 from __future__ import annotations
@@ -47,6 +58,7 @@ import statistics
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from urllib.parse import urlsplit
 
@@ -55,23 +67,55 @@ EXAMPLE = ROOT / "example"
 RESULTS = ROOT / "bench" / "results"
 DSN = os.environ.get("TANDEM_BENCH_DSN", "postgresql://postgres@127.0.0.1:5432/tandem_bench")
 UPSTREAM_PORTS = {0.05: 8091, 1.0: 8092}
-SCENARIOS = (("event", None), ("dashboard", 0.05), ("dashboard", 1.0))
 GTHREAD_THREADS = 50
+# The session cookie (``manage.py bench_session`` makes the session) that me-event sends.
+SESSION_COOKIE = "sessionid"
+BASELINES = ("stock-async", "sync-gthread")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A view under load, and the configuration its server is started with."""
+
+    key: str  # how --scenarios names it
+    name: str  # how the report names it
+    view: str  # a key of Server.paths
+    latency: float  # the upstream stub's latency in seconds
+    middleware: str = "demo"  # TANDEM_DEMO_MIDDLEWARE for the demo's servers
+
+
+SCENARIOS = (
+    Scenario("event", "event", "event", 0.05),
+    Scenario("dashboard-50ms", "dashboard (upstream 50 ms)", "dashboard", 0.05),
+    Scenario("dashboard-1s", "dashboard (upstream 1000 ms)", "dashboard", 1.0),
+    Scenario("me-event", "me-event (startproject, logged in)", "me-event", 0.05, "startproject"),
+)
+ASYNC_PATHS = {"event": "/bench/event/1", "dashboard": "/bench/dashboard", "me-event": "/bench/me/event/1"}
+SYNC_PATHS = {
+    "event": "/bench/sync/event/1",
+    "dashboard": "/bench/sync/dashboard",
+    "me-event": "/bench/sync/me/event/1",
+}
+NO_DJANGO_AUTH = "no Django sessions or auth"
 
 
 @dataclass
 class Server:
-    """How to start one server and which paths serve the two views."""
+    """How to start one server, which path serves each view, and why the others are n/a."""
 
     name: str
     command: list[str]
     cwd: Path
     env: dict[str, str]
-    event_path: str = "/bench/event/1"
-    dashboard_path: str = "/bench/dashboard"
+    paths: dict[str, str] = field(default_factory=lambda: dict(ASYNC_PATHS))
+    not_applicable: dict[str, str] = field(default_factory=dict)  # view -> why
+
+    def __post_init__(self) -> None:
+        for view in self.not_applicable:
+            self.paths.pop(view, None)
 
 
-def servers(workers: int, pool: int, port: int, upstream: str) -> dict[str, Server]:
+def servers(workers: int, pool: int, port: int, upstream: str, middleware: str = "demo") -> dict[str, Server]:
     """Every server, configured alike: ``workers`` processes, ``pool`` connections each."""
     python = sys.executable
     parts = urlsplit(DSN)
@@ -81,6 +125,7 @@ def servers(workers: int, pool: int, port: int, upstream: str) -> dict[str, Serv
         "TANDEM_DEMO_POOL": str(pool),
         "TANDEM_DEMO_UPSTREAM": upstream,
         "TANDEM_DEMO_DEBUG": "0",
+        "TANDEM_DEMO_MIDDLEWARE": middleware,
     }
     bench_env = {"TANDEM_BENCH_DSN": DSN, "TANDEM_BENCH_POOL": str(pool), "TANDEM_BENCH_UPSTREAM": upstream}
     # uvicorn's command line with TCP_NODELAY restored for --workers > 1 (bench/http_apps/serve.py).
@@ -114,19 +159,41 @@ def servers(workers: int, pool: int, port: int, upstream: str) -> dict[str, Serv
             ],
             EXAMPLE,
             {**demo_env, "TANDEM_DEMO_BACKEND": "stock"},
-            "/bench/sync/event/1",
-            "/bench/sync/dashboard",
+            dict(SYNC_PATHS),
+        ),
+        "tandem-native-sync": Server(
+            "tandem-native-sync",
+            [*uvicorn, "demo.asgi:application"],
+            EXAMPLE,
+            {**demo_env, "TANDEM_DEMO_SYNC_VIEWS": "native"},
+            {view: SYNC_PATHS[view] for view in ("event", "me-event")},
+            {"dashboard": "the sync dashboard's blocking upstream call would stall the loop"},
         ),
         "django-async-backend": Server(
             "django-async-backend",
             [*uvicorn, "bench.http_apps.django_async_backend_site.asgi:application"],
             ROOT,
             bench_env,
+            not_applicable={
+                "me-event": "a Django project of its own (its ENGINE, models with async_objects), "
+                "not the demo's; contrib.auth and sessions would query through stock Django's "
+                "sync_to_async, not the package's async layer"
+            },
         ),
         "fastapi-sqlalchemy": Server(
-            "fastapi-sqlalchemy", [*uvicorn, "bench.http_apps.fastapi_sqlalchemy:app"], ROOT, bench_env
+            "fastapi-sqlalchemy",
+            [*uvicorn, "bench.http_apps.fastapi_sqlalchemy:app"],
+            ROOT,
+            bench_env,
+            not_applicable={"me-event": NO_DJANGO_AUTH},
         ),
-        "tortoise": Server("tortoise", [*uvicorn, "bench.http_apps.tortoise_app:app"], ROOT, bench_env),
+        "tortoise": Server(
+            "tortoise",
+            [*uvicorn, "bench.http_apps.tortoise_app:app"],
+            ROOT,
+            bench_env,
+            not_applicable={"me-event": NO_DJANGO_AUTH},
+        ),
     }
 
 
@@ -179,6 +246,18 @@ def wait_for(url: str, process: subprocess.Popen, log: Path, timeout: float = 90
             pass
         time.sleep(0.2)
     raise SystemExit(f"{url} did not come up; log {log}:\n{log.read_text()[-3000:]}")
+
+
+def probe(url: str, headers: Sequence[str], log: Path) -> None:
+    """One GET of ``url`` with ``headers`` (``Name: value``): it must answer 200, or we stop here."""
+    import httpx
+
+    response = httpx.get(url, headers=[tuple(h.split(": ", 1)) for h in headers], timeout=30)
+    if response.status_code != 200:
+        raise SystemExit(
+            f"{url} answered {response.status_code}: {response.text[:500]}\n"
+            f"log {log}:\n{log.read_text()[-3000:]}"
+        )
 
 
 def tree_rss(pid: int) -> int:
@@ -264,12 +343,15 @@ def parse_wrk(output: str) -> tuple[float, float, float, int]:
     return rps, latency("50"), latency("99"), errors + (int(non_2xx[1]) if non_2xx else 0)
 
 
-def load(url: str, connections: int, duration: int, pid: int) -> tuple[str, Peaks]:
-    """Run wrk against ``url``; its output and the peaks seen meanwhile."""
+def load(
+    url: str, connections: int, duration: int, pid: int, headers: Sequence[str] = ()
+) -> tuple[str, Peaks]:
+    """Run wrk on ``url`` with ``headers`` (``Name: value``); its output and the peaks seen meanwhile."""
     peaks = Peaks()
     watcher = peaks.watch(pid)
     try:
-        command = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "30s", url]
+        command = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "30s"]
+        command += [arg for header in headers for arg in ("-H", header)] + [url]
         output = subprocess.run(
             command, capture_output=True, text=True, check=True, preexec_fn=_raise_fd_limit
         ).stdout
@@ -282,8 +364,11 @@ def load(url: str, connections: int, duration: int, pid: int) -> tuple[str, Peak
 # -- the database -----------------------------------------------------------------------------------
 
 
-def prepare_database() -> None:
-    """Recreate, migrate and seed ``tandem_bench`` with the demo's schema and data."""
+def prepare_database() -> str:
+    """Recreate, migrate and seed ``tandem_bench`` with the demo's schema and data.
+
+    Returns the value of a session cookie logged in as user ``bench``, for me-event.
+    """
     import psycopg
 
     parts = urlsplit(DSN)
@@ -301,19 +386,19 @@ def prepare_database() -> None:
             "SELECT id, 'buyer' || g || '@example.com', 1 + g % 3, now() "
             "FROM shop_tickettype, generate_series(1, 20) AS g"
         )
+    # User bench and a session for it, made with the settings the me-event servers run with.
+    session = subprocess.run(
+        [sys.executable, "manage.py", "bench_session"],
+        cwd=EXAMPLE,
+        env={**env, "TANDEM_DEMO_MIDDLEWARE": "startproject"},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return session.stdout.strip()
 
 
 # -- reporting --------------------------------------------------------------------------------------
-
-
-def scenario_key(view: str, latency: float | None) -> str:
-    """``event``, ``dashboard-50ms`` or ``dashboard-1s``: how --scenarios names them."""
-    return view if latency is None else f"dashboard-{'1s' if latency == 1.0 else f'{latency * 1000:.0f}ms'}"
-
-
-def scenario_name(view: str, latency: float | None) -> str:
-    """``event`` or ``dashboard (upstream 50 ms)``."""
-    return view if latency is None else f"dashboard (upstream {latency * 1000:.0f} ms)"
 
 
 def median_run(runs: list[Run]) -> Run:
@@ -333,22 +418,56 @@ def median_run(runs: list[Run]) -> Run:
     )
 
 
-def table(runs: list[Run], baseline: str = "stock-async") -> str:
-    """The results as a Markdown table, with requests/s as a ratio to ``baseline``."""
-    base = {(r.scenario, r.connections): r.requests_per_s for r in runs if r.server == baseline}
-    lines = [
-        "| scenario | conns | server | req/s | vs stock async | p50 ms | p99 ms | errors | peak DB conns "
-        "| peak RSS MB |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+@dataclass
+class NotApplicable:
+    """A server that does not run a scenario, and why."""
+
+    server: str
+    scenario: str
+    reason: str
+
+
+def table(
+    runs: list[Run],
+    skipped: Sequence[NotApplicable] = (),
+    connections: Sequence[int] = (),
+    order: Sequence[str] = (),
+) -> str:
+    """The results as a Markdown table, requests/s also as ratios to the ``BASELINES``.
+
+    Servers in ``skipped`` get an n/a row per scenario and connection count; rows are sorted by
+    scenario, connections, then the position of the server in ``order``.
+    """
+    base = {(r.server, r.scenario, r.connections): r.requests_per_s for r in runs if r.server in BASELINES}
+    rows = []
     for r in runs:
-        baseline_rps = base.get((r.scenario, r.connections))
-        ratio = f"{r.requests_per_s / baseline_rps:.2f}x" if baseline_rps else "n/a"
-        lines.append(
-            f"| {r.scenario} | {r.connections} | {r.server} | {r.requests_per_s:.0f} | {ratio} "
-            f"| {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} | {r.peak_db_connections} "
-            f"| {r.peak_rss_mb:.0f} |"
+        ratios = []
+        for baseline in BASELINES:
+            baseline_rps = base.get((baseline, r.scenario, r.connections))
+            ratios.append(f"{r.requests_per_s / baseline_rps:.2f}x" if baseline_rps else "n/a")
+        rows.append(
+            (
+                (r.scenario, r.connections, r.server),
+                f"| {r.scenario} | {r.connections} | {r.server} | {r.requests_per_s:.0f} | {ratios[0]} "
+                f"| {ratios[1]} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} | {r.peak_db_connections} "
+                f"| {r.peak_rss_mb:.0f} |",
+            )
         )
+    for na in skipped:
+        for conns in connections:
+            line = f"| {na.scenario} | {conns} | {na.server} | n/a |" + " |" * 7
+            rows.append(((na.scenario, conns, na.server), line))
+    rank = {name: i for i, name in enumerate(order)}
+    rows.sort(key=lambda row: (row[0][0], row[0][1], rank.get(row[0][2], len(rank))))
+    lines = [
+        "| scenario | conns | server | req/s | vs stock async | vs sync gthread | p50 ms | p99 ms | errors "
+        "| peak DB conns | peak RSS MB |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *(line for _, line in rows),
+    ]
+    if skipped:
+        lines.append("")
+        lines += [f"n/a: {na.server}, {na.scenario}: {na.reason}." for na in skipped]
     return "\n".join(lines)
 
 
@@ -401,14 +520,14 @@ def free_port() -> int:
 
 def main() -> None:
     """Parse arguments, run every server through every scenario, report."""
+    catalogue = servers(1, 1, 0, "")  # the names, the paths and what is n/a
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--servers",
-        default="tandem,stock-async,sync-gthread,django-async-backend,fastapi-sqlalchemy,tortoise",
-    )
+    parser.add_argument("--servers", default=",".join(catalogue), help="a selection of the default")
     parser.add_argument("--connections", default="50,200,1000")
     parser.add_argument(
-        "--scenarios", default="event,dashboard-50ms,dashboard-1s", help="a selection of the three"
+        "--scenarios",
+        default=",".join(s.key for s in SCENARIOS),
+        help=f"a selection of {', '.join(s.key for s in SCENARIOS)}",
     )
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--repeat", type=int, default=1, help="runs per cell; figures are medians")
@@ -420,14 +539,17 @@ def main() -> None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
     _raise_fd_limit()
     names = args.servers.split(",")
+    if unknown := set(names) - set(catalogue):
+        raise SystemExit(f"--servers: unknown {sorted(unknown)}; use {', '.join(catalogue)}")
     wanted = set(args.scenarios.split(","))
-    if unknown := wanted - {scenario_key(*s) for s in SCENARIOS}:
-        raise SystemExit(f"--scenarios: unknown {sorted(unknown)}; use event, dashboard-50ms, dashboard-1s")
+    if unknown := wanted - {s.key for s in SCENARIOS}:
+        raise SystemExit(f"--scenarios: unknown {sorted(unknown)}; use {', '.join(s.key for s in SCENARIOS)}")
+    selected = [s for s in SCENARIOS if s.key in wanted]
     connections = [int(c) for c in args.connections.split(",")]
     logs = RESULTS / "logs"
     logs.mkdir(parents=True, exist_ok=True)
 
-    prepare_database()
+    cookie = prepare_database()
     stubs = {
         latency: start(
             [sys.executable, "upstream.py", "--port", str(port), "--latency", str(latency)],
@@ -438,22 +560,27 @@ def main() -> None:
         for latency, port in UPSTREAM_PORTS.items()
     }
     runs: list[Run] = []
+    skipped: list[NotApplicable] = []
     try:
         for latency, port in UPSTREAM_PORTS.items():
             wait_for(
                 f"http://127.0.0.1:{port}/quote?latency=0", stubs[latency], logs / f"upstream-{port}.log"
             )
         for name in names:
-            for latency in sorted(UPSTREAM_PORTS):
-                # One server start per upstream latency: it is part of the server's configuration.
-                scenarios = [
-                    s
-                    for s in SCENARIOS
-                    if (s[1] == latency or (s[1] is None and latency == 0.05)) and scenario_key(*s) in wanted
-                ]
-                if not scenarios:
-                    continue
-                runs += serve(name, latency, scenarios, connections, args)
+            not_applicable = catalogue[name].not_applicable
+            skipped += [
+                NotApplicable(name, s.name, not_applicable[s.view])
+                for s in selected
+                if s.view in not_applicable
+            ]
+            # One server start per configuration (upstream latency, middleware) its scenarios need.
+            configurations = dict.fromkeys(
+                (s.latency, s.middleware) for s in selected if s.view not in not_applicable
+            )
+            for latency, middleware in configurations:
+                scenarios = [s for s in selected if (s.latency, s.middleware) == (latency, middleware)]
+                scenarios = [s for s in scenarios if s.view not in not_applicable]
+                runs += serve(name, latency, middleware, scenarios, connections, cookie, args)
     finally:
         for stub in stubs.values():
             stop(stub)
@@ -464,7 +591,7 @@ def main() -> None:
         for key in dict.fromkeys((r.server, r.scenario, r.connections) for r in runs)
     ]
     medians.sort(key=lambda r: (r.scenario, r.connections, names.index(r.server)))
-    print("\n" + table(medians))
+    print("\n" + table(medians, skipped, connections, names))
     meta = {
         "command": "python bench/http.py " + " ".join(sys.argv[1:]),
         "python": platform.python_version(),
@@ -474,10 +601,19 @@ def main() -> None:
         "duration_s": args.duration,
         "repeat": args.repeat,
         "cpus": os.cpu_count(),
+        "upstream_client": "example/shop/httpget.py (one request per connection)",
+        "scenarios": [asdict(s) for s in selected],
+        "baselines": list(BASELINES),
     }
     (RESULTS / f"{args.output}.json").write_text(
         json.dumps(
-            {**meta, "medians": [asdict(r) for r in medians], "runs": [asdict(r) for r in runs]}, indent=1
+            {
+                **meta,
+                "medians": [asdict(r) for r in medians],
+                "not_applicable": [asdict(na) for na in skipped],
+                "runs": [asdict(r) for r in runs],
+            },
+            indent=1,
         )
         + "\n"
     )
@@ -485,31 +621,39 @@ def main() -> None:
     print(f"\nwrote {RESULTS / args.output}.json and .png")
 
 
-def serve(name: str, latency: float, scenarios, connections: list[int], args) -> list[Run]:
-    """Start server ``name`` with upstream ``latency``, run its scenarios, stop it."""
+def serve(
+    name: str,
+    latency: float,
+    middleware: str,
+    scenarios: list[Scenario],
+    connections: list[int],
+    cookie: str,
+    args: argparse.Namespace,
+) -> list[Run]:
+    """Start server ``name`` with upstream ``latency`` and ``middleware``, run its scenarios, stop it."""
     port = free_port()
     upstream = f"http://127.0.0.1:{UPSTREAM_PORTS[latency]}/quote"
-    server = servers(args.workers, args.pool, port, upstream)[name]
+    server = servers(args.workers, args.pool, port, upstream, middleware)[name]
     log = RESULTS / "logs" / f"{name}.log"
     process = start(server.command, server.cwd, server.env, log)
     runs = []
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_for(base + server.event_path, process, log)
-        for view, scenario_latency in scenarios:
-            path = server.event_path if view == "event" else server.dashboard_path
-            scenario = scenario_name(view, scenario_latency)
+        wait_for(base + server.paths["event"], process, log)
+        for scenario in scenarios:
+            url = base + server.paths[scenario.view]
+            headers = [f"Cookie: {SESSION_COOKIE}={cookie}"] if scenario.view == "me-event" else []
+            probe(url, headers, log)
             for conns in connections:
                 for repeat in range(args.repeat):
-                    output, peaks = load(base + path, conns, args.duration, process.pid)
+                    output, peaks = load(url, conns, args.duration, process.pid, headers)
                     with open(RESULTS / "logs" / "wrk.log", "a") as raw:
-                        raw.write(f"== {name} {scenario} {conns} #{repeat + 1}\n{output}\n")
+                        raw.write(f"== {name} {scenario.name} {conns} #{repeat + 1}\n{output}\n")
                     rps, p50, p99, errors = parse_wrk(output)
-                    run = Run(
-                        name, scenario, conns, rps, p50, p99, errors, peaks.connections, peaks.rss / 2**20
-                    )
+                    rss_mb = peaks.rss / 2**20
+                    run = Run(name, scenario.name, conns, rps, p50, p99, errors, peaks.connections, rss_mb)
                     print(
-                        f"{name:22} {scenario:28} {conns:5} conns #{repeat + 1}: {rps:8.0f} req/s "
+                        f"{name:20} {scenario.name:34} {conns:5} conns #{repeat + 1}: {rps:8.0f} req/s "
                         f"p50 {p50:7.1f} ms p99 {p99:8.1f} ms errors {errors:5} "
                         f"db {peaks.connections:3} rss {run.peak_rss_mb:5.0f} MB",
                         flush=True,

@@ -60,8 +60,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--latency", type=float, default=0.05, help="seconds before each answer")
     args = parser.parse_args()
-    # Keep-alive longer than the clients' (httpx: 5 s), so that a client never
-    # sends a request on a connection the stub is closing.
+    # The demo's client (shop/httpget.py) sends "Connection: close": uvicorn
+    # closes each connection after its one answer. For clients that keep
+    # connections alive: keep-alive longer than theirs (httpx: 5 s), so that
+    # a client never sends a request on a connection the stub is closing.
     config = uvicorn.Config(
         make_app(args.latency),
         host="127.0.0.1",

@@ -123,8 +123,15 @@ REGISTRY: tuple[Patch, ...] = (
         for module, why in (
             ("django.utils.deprecation", "sync middleware hooks run on the loop (MiddlewareMixin)"),
             ("django.core.handlers.base", "adapted middleware, process_view/_exception, render"),
-            ("django.contrib.auth.middleware", "RemoteUserMiddleware's sync process_request"),
         )
+    ),
+    Patch(
+        "core",
+        "django.contrib.auth.middleware",
+        _SYNC_TO_ASYNC,
+        _HANDLER,
+        "RemoteUserMiddleware's sync process_request (Django 5.2)",
+        optional=True,
     ),
     Patch(
         "core",

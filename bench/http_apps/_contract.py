@@ -5,19 +5,22 @@ Settings come from the environment, read once at import (so once per worker proc
 - ``TANDEM_BENCH_DSN``: PostgreSQL URL (default ``postgresql://postgres@127.0.0.1:5432/tandem_bench``).
 - ``TANDEM_BENCH_POOL``: database connections per worker process (default 10).
 - ``TANDEM_BENCH_UPSTREAM``: URL of the slow upstream service the dashboard calls.
-- ``TANDEM_BENCH_UPSTREAM_CLIENT``: ``httpx`` (default, the contract: one shared ``httpx.AsyncClient``)
-  or ``aiohttp`` (one shared ``aiohttp.ClientSession``; needs aiohttp installed). Not part of the
-  contract: a way to see how much of the dashboard's cost is httpx's own.
+- ``TANDEM_BENCH_UPSTREAM_CLIENT``: ``httpget`` (default, the contract: the tandem demo's own
+  ``example/shop/httpget.py``, one request per connection, the client every server in
+  ``bench/http.py`` uses), ``httpx`` (one shared ``httpx.AsyncClient``) or ``aiohttp`` (one shared
+  ``aiohttp.ClientSession``; needs aiohttp installed). The last two are not the contract: ways to
+  see how much of the dashboard's cost is the client's.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
-
-import httpx
 
 DSN = os.environ.get("TANDEM_BENCH_DSN", "postgresql://postgres@127.0.0.1:5432/tandem_bench")
 POOL_SIZE = int(os.environ.get("TANDEM_BENCH_POOL", "10"))
@@ -27,13 +30,25 @@ UPSTREAM_URL = os.environ.get("TANDEM_BENCH_UPSTREAM", "http://127.0.0.1:8090/qu
 POOL_TIMEOUT = 30.0
 # Seconds for the whole upstream call.
 UPSTREAM_TIMEOUT = 30.0
-# No cap on connections to the upstream, and enough kept alive for 1000 concurrent requests.
-UPSTREAM_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=1000)
-# The HTTP client for the upstream: ``httpx`` (the contract) or ``aiohttp`` (for comparison: httpcore's
-# connection pool costs CPU in proportion to its size, ~20 ms a request at 100 requests in flight).
-UPSTREAM_CLIENT = os.environ.get("TANDEM_BENCH_UPSTREAM_CLIENT", "httpx")
-if UPSTREAM_CLIENT not in ("httpx", "aiohttp"):
-    raise ValueError("TANDEM_BENCH_UPSTREAM_CLIENT must be httpx or aiohttp.")
+# The HTTP client for the upstream: ``httpget`` (the contract) or, for comparison, ``httpx`` (its
+# connection pool costs CPU in proportion to its size, ~20 ms a request at 100 requests in flight)
+# or ``aiohttp``.
+UPSTREAM_CLIENT = os.environ.get("TANDEM_BENCH_UPSTREAM_CLIENT", "httpget")
+if UPSTREAM_CLIENT not in ("httpget", "httpx", "aiohttp"):
+    raise ValueError("TANDEM_BENCH_UPSTREAM_CLIENT must be httpget, httpx or aiohttp.")
+
+
+def _load_httpget() -> Any:
+    """The demo's ``example/shop/httpget.py``, by its path: no Django, no ``example/`` on sys.path."""
+    path = Path(__file__).resolve().parents[2] / "example" / "shop" / "httpget.py"
+    spec = importlib.util.spec_from_file_location("tandem_demo_httpget", path)
+    assert spec is not None and spec.loader is not None
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+httpget = _load_httpget()
 
 
 @dataclass(frozen=True)
@@ -65,10 +80,11 @@ def dsn_with_driver(driver: str, dsn: str = DSN) -> str:
 
 
 class Upstream:
-    """The upstream service, through one pooled HTTP client per worker process.
+    """The upstream service: ``httpget``, a new connection per call, the same client as the demo's.
 
-    The client is made on first use, inside the running event loop, so the same object serves apps
-    with a lifespan (which close it) and Django's ASGI handler (which has none).
+    The comparison clients (``httpx``, ``aiohttp``) are pooled, one per worker process, made on
+    first use inside the running event loop, so the same object serves apps with a lifespan (which
+    close it) and Django's ASGI handler (which has none).
     """
 
     def __init__(self) -> None:
@@ -76,10 +92,16 @@ class Upstream:
 
     async def fetch(self) -> Any:
         """GET the upstream and return its JSON; an error status is an error here too."""
+        if UPSTREAM_CLIENT == "httpget":
+            return await httpget.get_json(UPSTREAM_URL, UPSTREAM_TIMEOUT)
         if UPSTREAM_CLIENT == "aiohttp":
             return await self._fetch_aiohttp()
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=UPSTREAM_TIMEOUT, limits=UPSTREAM_LIMITS)
+            import httpx
+
+            # No cap on connections to the upstream, and enough kept alive for 1000 concurrent requests.
+            limits = httpx.Limits(max_connections=None, max_keepalive_connections=1000)
+            self._client = httpx.AsyncClient(timeout=UPSTREAM_TIMEOUT, limits=limits)
         response = await self._client.get(UPSTREAM_URL)
         response.raise_for_status()
         return response.json()

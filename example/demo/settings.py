@@ -16,6 +16,13 @@ Environment:
 - ``TANDEM_DEMO_UPSTREAM``: the upstream service's URL (default
   ``http://127.0.0.1:8001/quote``, which ``upstream.py`` serves).
 - ``TANDEM_DEMO_DEBUG``: ``1`` (default) or ``0``.
+- ``TANDEM_DEMO_MIDDLEWARE``: ``demo`` (default: four middleware, no
+  sessions, auth or messages) or ``startproject``: exactly the middleware
+  and context processors of Django's ``startproject`` template, which
+  ``bench/http.py``'s ``me-event`` scenario measures with a logged-in user.
+- ``TANDEM_DEMO_SYNC_VIEWS``: if set, passed on as tandem's
+  ``TANDEM_SYNC_VIEWS`` setting (``threads`` or ``native``: how sync views
+  run under ASGI).
 """
 
 import os
@@ -36,18 +43,49 @@ INSTALLED_APPS = [
     # tandem's activation imports django.contrib.contenttypes.fields, which
     # needs contenttypes installed.
     "django.contrib.contenttypes",
+    # Installed (their tables migrated) whichever middleware runs, so that
+    # TANDEM_DEMO_MIDDLEWARE switches the request path and nothing else.
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
     "tandem",
     "shop",
 ]
 
-# No sessions, auth or messages: they would touch the database from sync
-# middleware, and the demo is about the async views.
-MIDDLEWARE = [
+# The demo's own: no sessions, auth or messages, so a request touches the
+# database only where a view queries it.
+DEMO_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# Django's ``startproject`` template, exactly: a session read and a user
+# lookup for every request that asks for the user.
+STARTPROJECT_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+CONTEXT_PROCESSORS = ["django.template.context_processors.request"]
+MIDDLEWARE_STACK = os.environ.get("TANDEM_DEMO_MIDDLEWARE", "demo")
+if MIDDLEWARE_STACK == "demo":
+    MIDDLEWARE = DEMO_MIDDLEWARE
+elif MIDDLEWARE_STACK == "startproject":
+    MIDDLEWARE = STARTPROJECT_MIDDLEWARE
+    CONTEXT_PROCESSORS += [
+        "django.contrib.auth.context_processors.auth",
+        "django.contrib.messages.context_processors.messages",
+    ]
+else:
+    raise ImproperlyConfigured(f"TANDEM_DEMO_MIDDLEWARE={MIDDLEWARE_STACK!r}: use demo or startproject.")
+
+if "TANDEM_DEMO_SYNC_VIEWS" in os.environ:
+    TANDEM_SYNC_VIEWS = os.environ["TANDEM_DEMO_SYNC_VIEWS"]
 
 ROOT_URLCONF = "demo.urls"
 ASGI_APPLICATION = "demo.asgi.application"
@@ -57,7 +95,7 @@ TEMPLATES = [
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         "DIRS": [],
         "APP_DIRS": True,
-        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+        "OPTIONS": {"context_processors": CONTEXT_PROCESSORS},
     },
 ]
 

@@ -13,7 +13,9 @@ urlpatterns = [
     path("api/dashboard/", dashboard.dashboard_json, name="api-dashboard"),
     # What bench/http.py measures (JSON; sync twins for WSGI servers).
     path("bench/event/<int:pk>", bench.event),
+    path("bench/me/event/<int:pk>", bench.me_event),
     path("bench/dashboard", bench.dashboard),
     path("bench/sync/event/<int:pk>", bench.sync_event),
+    path("bench/sync/me/event/<int:pk>", bench.sync_me_event),
     path("bench/sync/dashboard", bench.sync_dashboard),
 ]

@@ -2,8 +2,12 @@
 
 ``/bench/event/<id>``: one event by primary key, as JSON. ``/bench/dashboard``:
 the dashboard's three aggregates and one upstream call, concurrently, as
-JSON. Async views serve tandem and stock Django async; the ``sync_`` twins
-do the same one after the other, for Django under a threaded WSGI server.
+JSON. ``/bench/me/event/<id>``: the logged-in user (a session read and a
+user lookup, with ``TANDEM_DEMO_MIDDLEWARE=startproject``), then the event,
+as the event's JSON plus ``"user"``; 403 without a logged-in user. Async
+views serve tandem and stock Django async; the ``sync_`` twins do the same
+one after the other, for Django under a threaded WSGI server (and for
+tandem's ``TANDEM_SYNC_VIEWS``).
 """
 
 from __future__ import annotations
@@ -20,10 +24,14 @@ from shop.upstream import fetch_quote, fetch_quote_sync
 EVENT_FIELDS = ("id", "name", "venue", "starts_at")
 
 
-def _event_or_404(found: dict | None) -> JsonResponse:
+def _event_or_404(found: dict | None, **extra: str) -> JsonResponse:
     if found is None:
         raise Http404("no such event")
-    return JsonResponse({**found, "starts_at": found["starts_at"].isoformat()})
+    return JsonResponse({**found, "starts_at": found["starts_at"].isoformat(), **extra})
+
+
+def _not_logged_in() -> JsonResponse:
+    return JsonResponse({"detail": "log in first"}, status=403)
 
 
 def _aggregates() -> tuple:
@@ -43,6 +51,15 @@ async def event(request: HttpRequest, pk: int) -> JsonResponse:
     return _event_or_404(await Event.objects.filter(pk=pk).values(*EVENT_FIELDS).afirst())
 
 
+async def me_event(request: HttpRequest, pk: int) -> JsonResponse:
+    """``event`` for the logged-in user: the session, the user, then the event."""
+    user = await request.auser()
+    if not user.is_authenticated:
+        return _not_logged_in()
+    found = await Event.objects.filter(pk=pk).values(*EVENT_FIELDS).afirst()
+    return _event_or_404(found, user=user.username)
+
+
 async def dashboard(request: HttpRequest) -> JsonResponse:
     """Three aggregates and the upstream call, all four at once."""
     queries = [queryset.aaggregate(**exprs) for queryset, exprs in _aggregates()]
@@ -53,6 +70,14 @@ async def dashboard(request: HttpRequest) -> JsonResponse:
 def sync_event(request: HttpRequest, pk: int) -> JsonResponse:
     """``event`` for sync Django."""
     return _event_or_404(Event.objects.filter(pk=pk).values(*EVENT_FIELDS).first())
+
+
+def sync_me_event(request: HttpRequest, pk: int) -> JsonResponse:
+    """``me_event`` for sync Django."""
+    user = request.user
+    if not user.is_authenticated:
+        return _not_logged_in()
+    return _event_or_404(Event.objects.filter(pk=pk).values(*EVENT_FIELDS).first(), user=user.username)
 
 
 def sync_dashboard(request: HttpRequest) -> JsonResponse:

@@ -8,7 +8,6 @@ import time
 
 import pytest
 import uvicorn
-from shop.upstream import close_client
 from upstream import make_app
 
 
@@ -37,8 +36,7 @@ def upstream_url() -> str:
 
 
 @pytest.fixture
-async def upstream(settings, upstream_url):
-    """Point the demo at the stub; close this loop's httpx client afterwards."""
+def upstream(settings, upstream_url):
+    """Point the demo at the stub."""
     settings.UPSTREAM_URL = upstream_url
-    yield upstream_url
-    await close_client()
+    return upstream_url

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 from datetime import timedelta
 
 import httpx
 import pytest
 from asgiref.sync import sync_to_async
+from demo.settings import STARTPROJECT_MIDDLEWARE
 from django.core.asgi import get_asgi_application
+from django.core.management import call_command
 from django.db import connections
 from django.test import AsyncClient
 from django.utils import timezone
@@ -126,3 +129,20 @@ async def test_bench_views_agree_with_each_other(upstream):
         assert (await client.get("/bench/sync/dashboard")).json() == native
     finally:
         await sync_to_async(connections.close_all)()  # that thread's, or it outlives the test database
+
+
+async def test_bench_me_views_see_the_logged_in_user(settings):
+    settings.MIDDLEWARE = STARTPROJECT_MIDDLEWARE  # TANDEM_DEMO_MIDDLEWARE=startproject
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast, for a test
+    ticket = await make_event()
+    out = io.StringIO()
+    await sync_to_async(call_command)("bench_session", stdout=out)
+    client = AsyncClient()
+    assert (await client.get(f"/bench/me/event/{ticket.event_id}")).status_code == 403
+    client.cookies[settings.SESSION_COOKIE_NAME] = out.getvalue().strip()
+    me = (await client.get(f"/bench/me/event/{ticket.event_id}")).json()
+    assert me["user"] == "bench" and me["name"] == "Greenlet Quartet live"
+    try:
+        assert (await client.get(f"/bench/sync/me/event/{ticket.event_id}")).json() == me
+    finally:
+        await sync_to_async(connections.close_all)()  # the sync view's thread's connection

@@ -21,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.contrib.auth import get_user_model, hashers

@@ -27,6 +27,10 @@ from tandem.bridge import await_, in_bridge
 __all__ = ["ThreadedConnection", "ThreadedCursor", "Worker"]
 
 
+# Seconds between interrupts of an abandoned call that has not stopped yet.
+INTERRUPT_REPEAT = 0.1
+
+
 class Worker:
     """The thread that runs one connection's blocking calls, one at a time."""
 
@@ -59,18 +63,28 @@ class Worker:
             raise
 
     def _abandon(self, done: Future) -> None:
-        # Our task was cancelled mid-call. The thread still runs it: stop it
-        # on the driver's side, then wait until the connection is ours again,
-        # so nobody else uses it while the thread does.
-        if not done.done() and self.interrupt is not None:
+        # Our task was cancelled mid-call. A call still queued never runs.
+        # One the thread has started must be stopped on the driver's side;
+        # then we wait until the connection is ours again, so nobody else
+        # uses it while the thread does. The interrupt is repeated: one that
+        # lands between the thread picking the call up and the driver
+        # starting the statement is lost (SQLite ignores an interrupt while
+        # no statement runs), and the statement would run to its end.
+        if done.cancel():
+            return
+        finished = asyncio.wrap_future(done)
+        while not done.done():
+            if self.interrupt is not None:
+                try:
+                    self.interrupt()
+                except Exception:  # an interrupt that fails leaves the call to finish
+                    pass
             try:
-                self.interrupt()
-            except Exception:  # an interrupt that fails leaves the call to finish
-                pass
-        try:
-            await_(asyncio.shield(asyncio.wrap_future(done)))
-        except BaseException:  # its error (e.g. "interrupted") is expected
-            pass
+                await_(asyncio.wait([finished], timeout=INTERRUPT_REPEAT))
+            except BaseException:  # cancelled again: the caller re-raises the first
+                break
+        if finished.done() and not finished.cancelled():
+            finished.exception()  # its error (e.g. "interrupted") is expected: retrieved
 
     def defer(self, fn: Callable[..., Any], *args: Any) -> None:
         """Queue ``fn`` on the thread after its current calls; do not wait for it."""
