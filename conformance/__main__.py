@@ -31,14 +31,17 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "conformance" / "results"
 MODES = ("stock", "sync", "bridged")
 DATABASES = ("postgresql", "sqlite", "mysql")
-# The apps of Django's suite that exercise the ORM and its async API.
+# The apps of Django's suite that exercise the ORM and its async API, and the request path.
 APPS = (
     "basic queries lookup expressions expressions_case aggregation aggregation_regress annotations "
     "select_related select_related_regress prefetch_related many_to_one many_to_many one_to_one "
     "generic_relations delete delete_regress transactions transaction_hooks select_for_update "
     "get_or_create update update_only_fields bulk_create model_inheritance defer defer_regress "
     "custom_managers raw_query db_functions model_fields signals pagination async async_queryset "
-    "backends ordering distinct_on_fields null_fk queryset_pickle"
+    "backends ordering distinct_on_fields null_fk queryset_pickle "
+    # Django's request path, which tandem runs on the loop (docs/concepts/request-path.md).
+    "handlers middleware middleware_exceptions asgi sessions_tests auth_tests messages_tests "
+    "csrf_tests decorators test_client dispatch"
 ).split()
 FAILING = {"failed", "error", "unexpected_success", "missing"}
 PASSING = {"passed", "expected_failure"}

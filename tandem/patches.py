@@ -99,7 +99,7 @@ REGISTRY: tuple[Patch, ...] = (
         "core",
         "django.dispatch.dispatcher",
         _SYNC_TO_ASYNC,
-        _ORM,
+        "tandem.handlers.placement:signal_sync_to_async",
         "Signal.asend's sync receivers join the sender's task and transaction",
     ),
     Patch(

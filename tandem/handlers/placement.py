@@ -41,6 +41,7 @@ __all__ = [
     "placement",
     "request_used_a_thread",
     "runs_on_loop",
+    "signal_sync_to_async",
 ]
 
 T = TypeVar("T")
@@ -147,3 +148,21 @@ def asgi_sync_to_async(
     if func is not None and request_used_a_thread():
         return _stock_sync_to_async(func, thread_sensitive=thread_sensitive, executor=executor)
     return handler_sync_to_async(func, thread_sensitive=thread_sensitive, executor=executor)
+
+
+def signal_sync_to_async(
+    func: Callable | None = None, *, thread_sensitive: bool = True, executor: Any = None
+) -> Any:
+    """``sync_to_async`` for ``Signal.asend``'s sync receivers.
+
+    Natively for tandem aliases (they join the sender's task and
+    transaction), except in a request that has a thread already: there, as
+    in stock Django, they queue behind the thread's work, so that e.g.
+    ``request_finished`` after a cancelled request waits for the sync view
+    still running in that thread before the request body is closed.
+    """
+    from tandem.activate import routed_sync_to_async
+
+    if func is not None and thread_sensitive and executor is None and request_used_a_thread():
+        return _stock_sync_to_async(func, thread_sensitive=True)
+    return routed_sync_to_async(func, thread_sensitive=thread_sensitive, executor=executor)
