@@ -42,7 +42,10 @@ class BridgeLock:
         self._lock.release()
         if self._waiters:
             loop = self._waiters[0].get_loop()
-            loop.call_soon_threadsafe(self._wake_next)
+            if asyncio._get_running_loop() is loop:
+                self._wake_next()  # no extra loop turn, no self-pipe write
+            else:
+                loop.call_soon_threadsafe(self._wake_next)
 
     def _wake_next(self) -> None:
         while self._waiters:

@@ -53,6 +53,8 @@ class Patch:
     wraps: bool = False
     # The attribute exists in some supported Django versions only.
     optional: bool = False
+    # "module:predicate": applied only where the predicate returns True.
+    when: str | None = None
 
     def resolve_target(self) -> Any:
         """The module or object whose attribute is replaced."""
@@ -75,6 +77,7 @@ _SYNC_TO_ASYNC = "sync_to_async"
 _ORM = "tandem.activate:routed_sync_to_async"
 _HANDLER = "tandem.handlers.placement:handler_sync_to_async"
 _CONTRIB = "tandem.contrib.routing:contrib_sync_to_async"
+_HASHES_ON_LOOP = "tandem.contrib.auth:django_hashes_on_the_loop"
 
 REGISTRY: tuple[Patch, ...] = (
     # -- the ORM's async API (tandem.activate) --------------------------------
@@ -158,9 +161,20 @@ REGISTRY: tuple[Patch, ...] = (
         )
     ),
     *(
-        Patch("core", module, name, f"tandem.contrib.auth:{name}", "password hashing stays off the loop")
+        Patch("core", module, name, f"tandem.contrib.auth:{name}", "hashing in the bridge: in a thread")
         for module in ("django.contrib.auth.hashers", "django.contrib.auth.base_user")
-        for name in ("check_password", "acheck_password", "make_password")
+        for name in ("check_password", "make_password")
+    ),
+    *(
+        Patch(
+            "core",
+            module,
+            "acheck_password",
+            "tandem.contrib.auth:acheck_password",
+            "password hashing off the loop (Django 6.0+ does it itself)",
+            when=_HASHES_ON_LOOP,
+        )
+        for module in ("django.contrib.auth.hashers", "django.contrib.auth.base_user")
     ),
     Patch(
         "core",
@@ -174,7 +188,8 @@ REGISTRY: tuple[Patch, ...] = (
         "django.contrib.auth.backends:ModelBackend",
         "aauthenticate",
         "tandem.contrib.auth:aauthenticate",
-        "queries natively, hashing in a thread",
+        "queries natively, hashing in a thread (Django 6.0+ does it itself)",
+        when=_HASHES_ON_LOOP,
     ),
     # -- Django's async-safety guard (tandem.db.guard) -------------------------
     Patch(
@@ -212,14 +227,17 @@ REGISTRY: tuple[Patch, ...] = (
 _applied: dict[str, list[tuple[Any, str, Any]]] = {}
 
 
-def _optional(patch: Patch) -> bool:
-    """True if ``patch`` targets an app module that is not installed."""
-    if not patch.target.startswith("django.contrib."):
-        return False
-    from django.apps import apps
+def _skipped(patch: Patch) -> bool:
+    """True if ``patch`` does not apply here: its app is not installed, or its predicate says no."""
+    if patch.target.startswith("django.contrib."):
+        from django.apps import apps
 
-    app = ".".join(patch.target.split(":")[0].split(".")[:3])
-    return not apps.is_installed(app)
+        if not apps.is_installed(".".join(patch.target.split(":")[0].split(".")[:3])):
+            return True
+    if patch.when is not None:
+        module_name, _, name = patch.when.partition(":")
+        return not getattr(importlib.import_module(module_name), name)()
+    return False
 
 
 def install(group: str) -> None:
@@ -228,7 +246,7 @@ def install(group: str) -> None:
         return
     done = _applied[group] = []
     for patch in REGISTRY:
-        if patch.group != group or _optional(patch):
+        if patch.group != group or _skipped(patch):
             continue
         replacement = patch.resolve_replacement()
         target = patch.resolve_target()
@@ -292,7 +310,8 @@ def _table() -> str:
     rows = ["| group | target | attribute | replaced by | why |", "|---|---|---|---|---|"]
     for p in REGISTRY:
         target = p.target.replace(":", ".")
-        rows.append(f"| {p.group} | `{target}` | `{p.attribute}` | `{p.replacement}` | {p.why} |")
+        why = p.why + (f" (only where `{p.when}()`)" if p.when else "")
+        rows.append(f"| {p.group} | `{target}` | `{p.attribute}` | `{p.replacement}` | {why} |")
     return "\n".join(rows)
 
 

@@ -7,11 +7,11 @@ executor and the code awaits it:
 
 * ``check_password`` and ``make_password`` called in the bridge (a sync
   view or middleware served natively, ``ModelBackend.authenticate``);
-* ``acheck_password`` (``user.acheck_password()``), which stock Django runs
-  on the loop itself;
-* ``ModelBackend.aauthenticate``: its query runs natively and both of its
-  hashes (the user's, or the dummy one for an unknown user that evens out
-  timing) in a thread.
+* before Django 6.0, which hashes in a thread itself there:
+  ``acheck_password`` (``user.acheck_password()``), which Django 5.2 runs on
+  the loop, and ``ModelBackend.aauthenticate``: its query runs natively and
+  both of its hashes (the user's, or the dummy one for an unknown user that
+  evens out timing) in a thread.
 
 Outside the loop (WSGI, management commands) these are Django's own.
 """
@@ -28,6 +28,7 @@ from typing import Any
 from django.contrib.auth import get_user_model, hashers
 from django.contrib.auth.backends import ModelBackend
 from django.db import router
+from django.views.decorators.debug import sensitive_variables
 
 from tandem.bridge import await_, call_native, in_bridge
 from tandem.scope import is_tandem_alias
@@ -75,6 +76,17 @@ def make_password(password, salt=None, hasher="default") -> str:
     return await_(_in_thread(_stock_make_password, password, salt, hasher))
 
 
+def django_hashes_on_the_loop() -> bool:
+    """True if this Django's ``acheck_password`` hashes on the loop (before 6.0).
+
+    Django 6.0 moved the hash of ``acheck_password`` and of
+    ``ModelBackend.aauthenticate`` to a thread (``sync_to_async`` in
+    ``django.contrib.auth.hashers``); there tandem leaves both alone.
+    """
+    return not hasattr(hashers, "sync_to_async")
+
+
+@sensitive_variables("password")
 async def aauthenticate(self: ModelBackend, request, username=None, password=None, **kwargs):
     """``ModelBackend.aauthenticate``: ``authenticate()`` natively, hashing in a thread."""
     if not is_tandem_alias(router.db_for_read(get_user_model())):
