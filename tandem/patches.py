@@ -55,6 +55,8 @@ class Patch:
     optional: bool = False
     # "module:predicate": applied only where the predicate returns True.
     when: str | None = None
+    # A new attribute (an async twin Django lacks), set only while it lacks it.
+    adds: bool = False
 
     def resolve_target(self) -> Any:
         """The module or object whose attribute is replaced."""
@@ -191,6 +193,16 @@ REGISTRY: tuple[Patch, ...] = (
         "queries natively, hashing in a thread (Django 6.0+ does it itself)",
         when=_HASHES_ON_LOOP,
     ),
+    # -- async twins Django lacks (tandem.forms) -------------------------------
+    *(
+        Patch("core", target, name, f"tandem.forms:{name}", "async twin: validation natively", adds=True)
+        for target in ("django.forms.forms:BaseForm", "django.forms.formsets:BaseFormSet")
+        for name in ("ais_valid", "afull_clean")
+    ),
+    *(
+        Patch("core", target, "asave", "tandem.forms:asave", "async twin: saving natively", adds=True)
+        for target in ("django.forms.models:BaseModelForm", "django.forms.models:BaseModelFormSet")
+    ),
     # -- Django's async-safety guard (tandem.db.guard) -------------------------
     Patch(
         "guard",
@@ -251,6 +263,12 @@ def install(group: str) -> None:
         replacement = patch.resolve_replacement()
         target = patch.resolve_target()
         if patch.optional and not hasattr(target, patch.attribute):
+            continue
+        if patch.adds:
+            if hasattr(target, patch.attribute):
+                continue  # Django has its own now: leave it
+            setattr(target, patch.attribute, replacement)
+            done.append((target, patch.attribute, None))
             continue
         original = _lookup(target, patch.attribute)
         if patch.wraps:

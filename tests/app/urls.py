@@ -23,3 +23,5 @@ urlpatterns += [
     path("stream/sync/", views.stream_sync),
     path("hang/", views.hang_in_query),
 ]
+
+urlpatterns += [path("library/", views.library_async)]

@@ -125,3 +125,10 @@ async def hang_in_query(request):
         cancelled.append("hang_in_query")
         raise
     return HttpResponse("finished")
+
+
+async def library_async(request):
+    """An async view returning a TemplateResponse over a lazy queryset."""
+    from tests.app.models import Book
+
+    return TemplateResponse(request, "library.html", {"books": Book.objects.order_by("title")})

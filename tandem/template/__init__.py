@@ -1,0 +1,1 @@
+"""Async twins of ``django.template`` helpers: see ``tandem.template.loader``."""
