@@ -108,3 +108,27 @@ async def test_model_formsets():
     saved = await formset.asave()
     assert sorted(a.name for a in saved) == ["Octavia", "Stanisław"]
     assert await Author.objects.acount() == 2
+
+
+# -- relations -------------------------------------------------------------------
+
+
+async def test_aget_related_follows_a_foreign_key_and_caches_it():
+    from tandem.models import aget_related
+
+    ursula, _ = await library()
+    book = await Book.objects.aget(title="Earthsea")
+    with pytest.raises(SynchronousOnlyOperation):
+        book.author  # noqa: B018 - the lazy access async code may not make
+    assert await aget_related(book, "author") == ursula
+    assert book.author.name == "Ursula"  # cached now: no query, no error
+
+
+async def test_aget_related_refuses_to_many_relations_and_unknown_names():
+    from tandem.models import aget_related
+
+    ursula, _ = await library()
+    with pytest.raises(TypeError, match="to-many relation"):
+        await aget_related(ursula, "books")
+    with pytest.raises(TypeError, match="has no relation 'publisher'"):
+        await aget_related(ursula, "publisher")
