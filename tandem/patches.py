@@ -178,6 +178,18 @@ REGISTRY: tuple[Patch, ...] = (
         )
         for module in ("django.contrib.auth.hashers", "django.contrib.auth.base_user")
     ),
+    *(
+        Patch(
+            "core",
+            module,
+            _SYNC_TO_ASYNC,
+            "tandem.contrib.auth:hashing_sync_to_async",
+            "Django 6.0+'s own hashing threads: tandem's pool, which leaves the loop a core",
+            optional=True,
+            when="tandem.contrib.auth:django_hashes_in_threads",
+        )
+        for module in ("django.contrib.auth.hashers", "django.contrib.auth")
+    ),
     Patch(
         "core",
         "django.contrib.auth.models",
