@@ -167,6 +167,13 @@ async def test_on_loop_decorator_wins_over_the_default():
     assert body == {"count": 0, "thread": loop_thread, "bridged": True}
 
 
+async def test_a_class_based_view_is_marked_on_its_class():
+    loop_thread = threading.get_ident()
+    async with serve() as client:
+        body = (await client.get("/sync/cbv-on-loop/")).json()
+    assert body == {"count": 0, "thread": loop_thread, "bridged": True}
+
+
 async def test_atomic_requests_wrap_native_sync_views():
     async with serve(TANDEM_SYNC_VIEWS="native") as client:
         with override_settings():

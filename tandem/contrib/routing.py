@@ -10,6 +10,7 @@ own) does I/O tandem cannot see, so it keeps its thread.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -23,19 +24,9 @@ from tandem.scope import is_tandem_alias
 __all__ = ["contrib_sync_to_async"]
 
 
-_models: dict[type, Any] = {}
-
-
+@functools.cache
 def _database_model(klass: type) -> Any:
     """The model a database-backed session store or auth backend uses, or None."""
-    try:
-        return _models[klass]
-    except KeyError:
-        model = _models[klass] = _find_database_model(klass)
-        return model
-
-
-def _find_database_model(klass: type) -> Any:
     from django.apps import apps
 
     if apps.is_installed("django.contrib.sessions"):
@@ -66,7 +57,7 @@ def contrib_sync_to_async(
 ) -> Any:
     """``sync_to_async`` for sessions and auth: natively for their database work."""
     if func is None:
-        return lambda f: contrib_sync_to_async(f, thread_sensitive=thread_sensitive, executor=executor)
+        return functools.partial(contrib_sync_to_async, thread_sensitive=thread_sensitive, executor=executor)
     database_work = _database_work(func)
     if database_work is None:  # a closure (the db store's save transaction), a user test
         return routed_sync_to_async(func, thread_sensitive=thread_sensitive, executor=executor)

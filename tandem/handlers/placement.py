@@ -73,10 +73,15 @@ def _dotted_path(func: Callable) -> str:
 
 
 def placement(func: Callable) -> str | None:
-    """``"loop"`` or ``"thread"`` if ``func`` (or its owner) is marked, else None."""
+    """``"loop"`` or ``"thread"`` if ``func`` or its owner is marked, else None.
+
+    The owner is a method's instance or class, or a class-based view's class.
+    """
     mark = getattr(func, PLACEMENT, None)
     if mark is None:
         owner = getattr(func, "__self__", None)
+        if owner is None:
+            owner = getattr(func, "view_class", None)
         if owner is not None:
             mark = getattr(owner, PLACEMENT, None)
     return mark
@@ -135,6 +140,11 @@ def request_used_a_thread() -> bool:
     return context in SyncToAsync.context_to_thread_executor
 
 
+def _joins_the_request_thread(func: Callable | None, thread_sensitive: bool, executor: Any) -> bool:
+    """True if ``func`` must queue behind work already in the request's thread."""
+    return func is not None and thread_sensitive and executor is None and request_used_a_thread()
+
+
 def asgi_sync_to_async(
     func: Callable | None = None, *, thread_sensitive: bool = True, executor: Any = None
 ) -> Any:
@@ -145,8 +155,8 @@ def asgi_sync_to_async(
     in the request's thread, its connections live there: close there too,
     as stock Django does. Otherwise, on the loop.
     """
-    if func is not None and request_used_a_thread():
-        return _stock_sync_to_async(func, thread_sensitive=thread_sensitive, executor=executor)
+    if _joins_the_request_thread(func, thread_sensitive, executor):
+        return _stock_sync_to_async(func, thread_sensitive=True)
     return handler_sync_to_async(func, thread_sensitive=thread_sensitive, executor=executor)
 
 
@@ -163,6 +173,6 @@ def signal_sync_to_async(
     """
     from tandem.activate import routed_sync_to_async
 
-    if func is not None and thread_sensitive and executor is None and request_used_a_thread():
+    if _joins_the_request_thread(func, thread_sensitive, executor):
         return _stock_sync_to_async(func, thread_sensitive=True)
     return routed_sync_to_async(func, thread_sensitive=thread_sensitive, executor=executor)

@@ -16,7 +16,6 @@ then runs a sync view with ``sync_to_async``. tandem's ``make_view_atomic``:
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Callable
 
 from asgiref.sync import iscoroutinefunction
@@ -25,7 +24,7 @@ from django.core.handlers.base import BaseHandler
 from django.db import connections
 
 from tandem import conf
-from tandem.bridge import call_native, in_bridge
+from tandem.bridge import in_bridge, native
 from tandem.handlers.placement import placement
 from tandem.scope import is_tandem_alias
 from tandem.transaction import aatomic
@@ -41,7 +40,7 @@ def make_view_atomic(handler: BaseHandler, view: Callable) -> Callable:
     if asyncio._get_running_loop() is None or in_bridge():
         return wrapped  # a sync handler (WSGI, the test Client): stock behaviour
     if view_runs_on_loop(view):
-        return _on_loop(wrapped)
+        return native(wrapped)
     return _stock_sync_to_async(wrapped, thread_sensitive=True)
 
 
@@ -50,19 +49,9 @@ def view_runs_on_loop(view: Callable) -> bool:
     if conf.request_path() != "native":
         return False
     mark = placement(view)
-    if mark is None:
-        mark = getattr(getattr(view, "view_class", None), "tandem_placement", None)  # class-based views
     if mark is not None:
         return mark == "loop"
     return conf.sync_views() == "native"
-
-
-def _on_loop(view: Callable) -> Callable:
-    @functools.wraps(view)
-    async def served_on_loop(request, *args, **kwargs):
-        return await call_native(view, request, *args, **kwargs)
-
-    return served_on_loop
 
 
 def _atomic_async_view(view: Callable) -> Callable:

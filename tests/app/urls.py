@@ -25,3 +25,5 @@ urlpatterns += [
 ]
 
 urlpatterns += [path("library/", views.library_async)]
+
+urlpatterns += [path("sync/cbv-on-loop/", views.AuthorsOnLoopView.as_view())]

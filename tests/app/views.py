@@ -132,3 +132,14 @@ async def library_async(request):
     from tests.app.models import Book
 
     return TemplateResponse(request, "library.html", {"books": Book.objects.order_by("title")})
+
+
+from django.views import View  # noqa: E402
+
+
+@on_loop
+class AuthorsOnLoopView(View):
+    """A class-based view marked on its class."""
+
+    def get(self, request):
+        return JsonResponse({"count": Author.objects.count(), **_where("authors_cbv")})
