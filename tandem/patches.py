@@ -205,6 +205,14 @@ REGISTRY: tuple[Patch, ...] = (
         "queries natively, hashing in a thread (Django 6.0+ does it itself)",
         when=_HASHES_ON_LOOP,
     ),
+    # -- the cache (tandem.cache) ----------------------------------------------
+    Patch(
+        "core",
+        "django.core.cache.backends.base",
+        _SYNC_TO_ASYNC,
+        "tandem.cache.routing:cache_sync_to_async",
+        "in-process, file and tandem-database caches' a* methods natively",
+    ),
     # -- async twins Django lacks (tandem.forms) -------------------------------
     *(
         Patch("core", target, name, f"tandem.forms:{name}", "async twin: validation natively", adds=True)

@@ -27,3 +27,9 @@ urlpatterns += [
 urlpatterns += [path("library/", views.library_async)]
 
 urlpatterns += [path("sync/cbv-on-loop/", views.AuthorsOnLoopView.as_view())]
+
+urlpatterns += [
+    path("cache/sync/", views.cached_sync),
+    path("cache/async/", views.cached_async),
+    path("cache/fragment/", views.fragment),
+]

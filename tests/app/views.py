@@ -143,3 +143,30 @@ class AuthorsOnLoopView(View):
 
     def get(self, request):
         return JsonResponse({"count": Author.objects.count(), **_where("authors_cbv")})
+
+
+# -- the cache (tests/test_cache.py) --------------------------------------------
+
+from django.views.decorators.cache import cache_page  # noqa: E402
+
+from tandem.shortcuts import arender  # noqa: E402
+
+cached_view_runs: list[str] = []
+
+
+@cache_page(60)
+def cached_sync(request):
+    """A sync view under cache_page: the cache middleware's I/O runs in the bridge."""
+    cached_view_runs.append("sync")
+    return JsonResponse({"authors": Author.objects.count(), **_where("cached_sync")})
+
+
+@cache_page(60)
+async def cached_async(request):
+    cached_view_runs.append("async")
+    return JsonResponse({"authors": await Author.objects.acount()})
+
+
+async def fragment(request):
+    """A template whose {% cache %} fragment reads and writes the cache while rendering."""
+    return await arender(request, "fragment.html", {"authors": Author.objects.order_by("name")})

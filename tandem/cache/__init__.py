@@ -1,0 +1,1 @@
+"""Django's cache, natively async: see docs/howto/cache.md."""

@@ -1,0 +1,1 @@
+"""Cache backends whose I/O tandem turns into awaits."""

@@ -1,0 +1,169 @@
+"""A drop-in for Django's ``RedisCache`` whose I/O is awaited on the loop.
+
+Django's ``RedisCacheClient`` holds the cache's protocol: how a value is
+serialised, which Redis command each cache operation is, which server a
+read or a write goes to. tandem keeps all of it and changes only how a
+command waits. Inside the bridge (``tandem.native()``, a template rendered by
+``arender``, a sync view or middleware served natively), ``get_client()``
+returns the same commands backed by ``redis.asyncio`` and each one is
+awaited with ``await_()``; anywhere else it is Django's blocking client, as
+stock. The ``a*`` methods run the sync ones in the bridge, so both APIs share
+one implementation and every entry is byte-for-byte what Django writes: a
+sync process and an async one read each other's keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import weakref
+from typing import Any
+
+from django.core.cache.backends import redis as django_redis
+
+from tandem.bridge import await_, call_native, in_bridge
+
+__all__ = ["RedisCache", "RedisCacheClient"]
+
+blocking_logger = logging.getLogger("tandem.blocking")
+
+
+class _Awaiting:
+    """A ``redis.asyncio`` client or pipeline whose calls block the bridge, not the loop.
+
+    Each command returns a coroutine: it is awaited on the loop with
+    ``await_()`` and the sync caller gets its result. ``pipeline()`` returns a
+    pipeline whose buffered commands return the pipeline, wrapped alike.
+    """
+
+    __slots__ = ("_target",)
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._target, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            result = attribute(*args, **kwargs)
+            # Before the awaitable test: a redis.asyncio pipeline is awaitable too.
+            if _is_async_client(result):
+                return _Awaiting(result)
+            if inspect.isawaitable(result):
+                return await_(result)
+            return result
+
+        return call
+
+
+def _is_async_client(obj: Any) -> bool:
+    from redis.asyncio import Redis
+    from redis.asyncio.client import Pipeline
+
+    return isinstance(obj, (Redis, Pipeline))
+
+
+class RedisCacheClient(django_redis.RedisCacheClient):
+    """Django's client; in the bridge its commands go through a pool of the running loop.
+
+    A ``redis.asyncio`` connection belongs to the loop that opened it, so each
+    loop gets its own pools (one per server, as Django's), dropped with the
+    loop. A loop's pool holds at most ``OPTIONS["max_connections"]`` (default
+    100) and a task that finds them all busy waits for one (up to 20 s:
+    ``redis.asyncio.BlockingConnectionPool``) instead of failing: hundreds
+    of tasks share a few connections. ``pool_class`` and ``parser_class``
+    configure the blocking client only: the loop's pools use
+    ``redis.asyncio``'s (hiredis when it is installed); every other option
+    applies to both.
+    """
+
+    def __init__(self, servers: list[str], **options: Any) -> None:
+        super().__init__(servers, **options)
+        self._loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get_client(self, key: Any = None, *, write: bool = False) -> Any:
+        """The client for ``key``: awaiting on the loop in the bridge, Django's elsewhere."""
+        if in_bridge():
+            return _Awaiting(self.loop_client(self._get_connection_pool_index(write)))
+        if _loop_is_running():
+            blocking_logger.warning(
+                "The Redis cache was used synchronously from async code outside the bridge: "
+                "the event loop is blocked until Redis answers. Use the cache's a* methods "
+                "(await cache.aget(...)) or run the code with tandem.native()."
+            )
+        return super().get_client(key, write=write)
+
+    def loop_client(self, index: int) -> Any:
+        """The running loop's ``redis.asyncio`` client for server ``index``."""
+        clients = self._loop_clients.setdefault(asyncio.get_running_loop(), {})
+        client = clients.get(index)
+        if client is None:
+            from redis.asyncio import BlockingConnectionPool, Redis
+
+            options = {k: v for k, v in self._pool_options.items() if k != "parser_class"}
+            pool = BlockingConnectionPool.from_url(self._servers[index], **options)
+            client = clients[index] = Redis(connection_pool=pool)
+        return client
+
+    async def aclose_loop_clients(self) -> None:
+        """Close the running loop's pools (their connections); they reopen on next use."""
+        clients = self._loop_clients.pop(asyncio.get_running_loop(), {})
+        for client in clients.values():
+            await client.aclose()
+
+
+def _loop_is_running() -> bool:
+    return asyncio._get_running_loop() is not None
+
+
+def _runs_natively(name: str) -> Any:
+    """``RedisCache.a<name>``: the sync method, run in the bridge."""
+
+    async def method(self: RedisCache, *args: Any, **kwargs: Any) -> Any:
+        return await call_native(getattr(self, name), *args, **kwargs)
+
+    method.__name__ = method.__qualname__ = f"a{name}"
+    method.__doc__ = f"Async ``{name}()``: Redis I/O awaited on the loop, no thread."
+    return method
+
+
+class RedisCache(django_redis.RedisCache):
+    """Django's ``RedisCache`` (same ``LOCATION``, ``OPTIONS``, keys and values), native on the loop.
+
+    ``await cache.aget(...)`` and the other ``a*`` methods await Redis on the
+    running loop; the sync methods do too when called in the bridge, and block
+    as Django's do anywhere else.
+    """
+
+    def __init__(self, server: str | list[str], params: dict[str, Any]) -> None:
+        super().__init__(server, params)
+        self._class = RedisCacheClient
+
+    aadd = _runs_natively("add")
+    aget = _runs_natively("get")
+    aset = _runs_natively("set")
+    atouch = _runs_natively("touch")
+    adelete = _runs_natively("delete")
+    aget_many = _runs_natively("get_many")
+    aget_or_set = _runs_natively("get_or_set")
+    ahas_key = _runs_natively("has_key")
+    aincr = _runs_natively("incr")
+    adecr = _runs_natively("decr")
+    aset_many = _runs_natively("set_many")
+    adelete_many = _runs_natively("delete_many")
+    aclear = _runs_natively("clear")
+    aincr_version = _runs_natively("incr_version")
+    adecr_version = _runs_natively("decr_version")
+
+    async def aclose(self, **kwargs: Any) -> None:
+        """Close this loop's Redis connections (call it when the loop ends, e.g. at shutdown).
+
+        Django calls the sync ``close()`` after every request; like Django's
+        Redis cache, that keeps the pools open, so connections are reused.
+        """
+        await self._cache.aclose_loop_clients()
