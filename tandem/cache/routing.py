@@ -10,7 +10,9 @@ none worth a thread, the sync method runs in the bridge instead:
   stalls it (a slow network filesystem: keep such a cache in a thread by
   subclassing it, see docs/howto/cache.md).
 * ``DatabaseCache``: its queries go to a tandem alias and are awaited.
-* tandem's ``RedisCache``: its commands are awaited on the loop.
+* tandem's ``RedisCache``, and any backend class that sets
+  ``tandem_native = True`` (a promise that its sync methods' I/O awaits in
+  the bridge): their commands are awaited on the loop.
 
 Anything else (Django's own Redis and memcached backends, a third-party
 backend) does blocking network I/O tandem cannot see and keeps its thread.
@@ -39,11 +41,11 @@ def _native_class(klass: type) -> bool | None:
     from django.core.cache.backends.filebased import FileBasedCache
     from django.core.cache.backends.locmem import LocMemCache
 
-    from tandem.cache.backends.redis import RedisCache
-
     if issubclass(klass, DatabaseCache):
         return None
-    return issubclass(klass, (LocMemCache, DummyCache, FileBasedCache, RedisCache))
+    return getattr(klass, "tandem_native", False) or issubclass(
+        klass, (LocMemCache, DummyCache, FileBasedCache)
+    )
 
 
 def runs_natively(cache: Any) -> bool:

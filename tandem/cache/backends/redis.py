@@ -18,8 +18,12 @@ import asyncio
 import inspect
 import logging
 import weakref
+from collections.abc import Awaitable
 from typing import Any
 
+import redis
+import redis.asyncio
+import redis.asyncio.client
 from django.core.cache.backends import redis as django_redis
 
 from tandem.bridge import await_, call_native, in_bridge
@@ -27,6 +31,39 @@ from tandem.bridge import await_, call_native, in_bridge
 __all__ = ["RedisCache", "RedisCacheClient"]
 
 blocking_logger = logging.getLogger("tandem.blocking")
+
+
+# How long a command waits for a free connection of a full pool, as
+# redis.asyncio's BlockingConnectionPool (whose Condition-based checkout costs
+# ~25 µs per command, a quarter of a GET on loopback: hence a semaphore).
+POOL_WAIT_SECONDS = 20.0
+
+
+class _LoopClient:
+    """A loop's ``redis.asyncio`` client for one server, at most ``size`` commands at once."""
+
+    __slots__ = ("client", "slots")
+
+    def __init__(self, url: str, size: int, options: dict[str, Any]) -> None:
+        pool = redis.asyncio.ConnectionPool.from_url(url, max_connections=size, **options)
+        self.client = redis.asyncio.Redis(connection_pool=pool)
+        self.slots = asyncio.Semaphore(size)
+
+    async def run(self, command: Awaitable[Any]) -> Any:
+        """Await ``command`` holding a slot: a full pool makes it wait, not fail."""
+        if self.slots.locked():
+            try:
+                async with asyncio.timeout(POOL_WAIT_SECONDS):
+                    await self.slots.acquire()
+            except TimeoutError:
+                command.close()
+                raise redis.ConnectionError("No connection available.") from None
+        else:
+            await self.slots.acquire()
+        try:
+            return await command
+        finally:
+            self.slots.release()
 
 
 class _Awaiting:
@@ -37,10 +74,11 @@ class _Awaiting:
     pipeline whose buffered commands return the pipeline, wrapped alike.
     """
 
-    __slots__ = ("_target",)
+    __slots__ = ("_loop_client", "_target")
 
-    def __init__(self, target: Any) -> None:
+    def __init__(self, target: Any, loop_client: _LoopClient) -> None:
         self._target = target
+        self._loop_client = loop_client
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._target, name)
@@ -50,20 +88,16 @@ class _Awaiting:
         def call(*args: Any, **kwargs: Any) -> Any:
             result = attribute(*args, **kwargs)
             # Before the awaitable test: a redis.asyncio pipeline is awaitable too.
-            if _is_async_client(result):
-                return _Awaiting(result)
+            if isinstance(result, _ASYNC_CLIENTS):
+                return _Awaiting(result, self._loop_client)
             if inspect.isawaitable(result):
-                return await_(result)
+                return await_(self._loop_client.run(result))
             return result
 
         return call
 
 
-def _is_async_client(obj: Any) -> bool:
-    from redis.asyncio import Redis
-    from redis.asyncio.client import Pipeline
-
-    return isinstance(obj, (Redis, Pipeline))
+_ASYNC_CLIENTS = (redis.asyncio.Redis, redis.asyncio.client.Pipeline)
 
 
 class RedisCacheClient(django_redis.RedisCacheClient):
@@ -72,9 +106,10 @@ class RedisCacheClient(django_redis.RedisCacheClient):
     A ``redis.asyncio`` connection belongs to the loop that opened it, so each
     loop gets its own pools (one per server, as Django's), dropped with the
     loop. A loop's pool holds at most ``OPTIONS["max_connections"]`` (default
-    100) and a task that finds them all busy waits for one (up to 20 s:
-    ``redis.asyncio.BlockingConnectionPool``) instead of failing: hundreds
-    of tasks share a few connections. ``pool_class`` and ``parser_class``
+    100) and a task that finds them all busy waits for one (up to
+    ``POOL_WAIT_SECONDS``, 20 s, then ``redis.ConnectionError`` as
+    redis-py's blocking pool raises) instead of failing: hundreds of tasks
+    share a few connections. ``pool_class`` and ``parser_class``
     configure the blocking client only: the loop's pools use
     ``redis.asyncio``'s (hiredis when it is installed); every other option
     applies to both.
@@ -82,14 +117,18 @@ class RedisCacheClient(django_redis.RedisCacheClient):
 
     def __init__(self, servers: list[str], **options: Any) -> None:
         super().__init__(servers, **options)
-        self._loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, Any]] = (
+        self._loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, _LoopClient]] = (
             weakref.WeakKeyDictionary()
         )
+        # The loop of the last call and its clients. Holding the loop here
+        # keeps it alive until another loop uses this cache: harmless.
+        self._last: tuple[asyncio.AbstractEventLoop | None, dict[int, _LoopClient]] = (None, {})
 
     def get_client(self, key: Any = None, *, write: bool = False) -> Any:
         """The client for ``key``: awaiting on the loop in the bridge, Django's elsewhere."""
         if in_bridge():
-            return _Awaiting(self.loop_client(self._get_connection_pool_index(write)))
+            loop_client = self.loop_client(self._get_connection_pool_index(write))
+            return _Awaiting(loop_client.client, loop_client)
         if _loop_is_running():
             blocking_logger.warning(
                 "The Redis cache was used synchronously from async code outside the bridge: "
@@ -98,23 +137,28 @@ class RedisCacheClient(django_redis.RedisCacheClient):
             )
         return super().get_client(key, write=write)
 
-    def loop_client(self, index: int) -> Any:
-        """The running loop's ``redis.asyncio`` client for server ``index``."""
-        clients = self._loop_clients.setdefault(asyncio.get_running_loop(), {})
+    def loop_client(self, index: int) -> _LoopClient:
+        """The running loop's client for server ``index``."""
+        loop = asyncio.get_running_loop()
+        last_loop, clients = self._last
+        if loop is not last_loop:  # a WeakKeyDictionary lookup costs ~2 µs; most calls skip it
+            clients = self._loop_clients.setdefault(loop, {})
+            self._last = (loop, clients)
         client = clients.get(index)
         if client is None:
-            from redis.asyncio import BlockingConnectionPool, Redis
-
             options = {k: v for k, v in self._pool_options.items() if k != "parser_class"}
-            pool = BlockingConnectionPool.from_url(self._servers[index], **options)
-            client = clients[index] = Redis(connection_pool=pool)
+            size = options.pop("max_connections", None) or 100
+            client = clients[index] = _LoopClient(self._servers[index], size, options)
         return client
 
     async def aclose_loop_clients(self) -> None:
         """Close the running loop's pools (their connections); they reopen on next use."""
-        clients = self._loop_clients.pop(asyncio.get_running_loop(), {})
-        for client in clients.values():
-            await client.aclose()
+        loop = asyncio.get_running_loop()
+        clients = self._loop_clients.pop(loop, {})
+        if self._last[0] is loop:
+            self._last = (None, {})
+        for loop_client in clients.values():
+            await loop_client.client.aclose()
 
 
 def _loop_is_running() -> bool:
@@ -139,6 +183,9 @@ class RedisCache(django_redis.RedisCache):
     running loop; the sync methods do too when called in the bridge, and block
     as Django's do anywhere else.
     """
+
+    # Its sync methods may run in the bridge: their I/O awaits (tandem.cache.routing).
+    tandem_native = True
 
     def __init__(self, server: str | list[str], params: dict[str, Any]) -> None:
         super().__init__(server, params)
