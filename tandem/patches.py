@@ -213,6 +213,15 @@ REGISTRY: tuple[Patch, ...] = (
         "tandem.cache.routing:cache_sync_to_async",
         "in-process, file and tandem-database caches' a* methods natively",
     ),
+    # -- email (tandem.mail) ---------------------------------------------------
+    Patch(
+        "core",
+        "django.core.mail.message:EmailMessage",
+        "asend",
+        "tandem.mail.message:asend",
+        "async twin: natively for tandem's SMTP backend and I/O-free ones, else in a thread",
+        adds=True,
+    ),
     # -- async twins Django lacks (tandem.forms) -------------------------------
     *(
         Patch("core", target, name, f"tandem.forms:{name}", "async twin: validation natively", adds=True)
