@@ -44,16 +44,20 @@ lint: $(STAMP)
 	$(BIN)/ruff check tandem tests bench example conformance
 	$(BIN)/ruff format --check tandem tests bench example conformance
 
-# The upstream stub (example/upstream.py, UPSTREAM_LATENCY seconds) runs
-# beside uvicorn and stops with it.
+# The upstream stub (example/upstream.py, UPSTREAM_LATENCY seconds) and the
+# SMTP sink the order confirmations go to (example/mailsink.py, keeping them
+# in example/mail.jsonl) run beside uvicorn and stop with it. The dashboard's
+# cache is Redis on 127.0.0.1:6379 (TANDEM_DEMO_CACHE=locmem: no Redis).
 UPSTREAM_LATENCY ?= 0.05
 demo: $(STAMP)
 	cd example && $(abspath $(BIN))/python manage.py ensure_db
 	cd example && $(abspath $(BIN))/python manage.py migrate --noinput
 	cd example && $(abspath $(BIN))/python manage.py seed
 	@echo "onsale, the tandem demo: http://127.0.0.1:8000/ (dashboard: http://127.0.0.1:8000/dashboard/)"
-	cd example && { $(abspath $(BIN))/python upstream.py --port 8001 --latency $(UPSTREAM_LATENCY) & \
-		trap "kill $$! 2>/dev/null" EXIT INT TERM; \
+	@echo "log in as demo, password demo (http://127.0.0.1:8000/login/); its mail: http://127.0.0.1:8000/mail/"
+	cd example && { $(abspath $(BIN))/python upstream.py --port 8001 --latency $(UPSTREAM_LATENCY) & upstream=$$!; \
+		$(abspath $(BIN))/python mailsink.py --port 8025 --store mail.jsonl & mailsink=$$!; \
+		trap "kill $$upstream $$mailsink 2>/dev/null" EXIT INT TERM; \
 		$(abspath $(BIN))/python -m uvicorn demo.asgi:application --host 127.0.0.1 --port 8000; }
 
 # Django's own test suite against tandem, compared with stock Django
@@ -73,7 +77,7 @@ $(BENCH_VENV)/.installed: pyproject.toml bench/http_apps/requirements.txt
 	@command -v wrk >/dev/null || ! command -v apt-get >/dev/null || \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 	$(BENCH_PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e ".[postgresql]" \
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e ".[postgresql,redis]" hiredis \
 		-r bench/http_apps/requirements.txt psycopg-pool gunicorn matplotlib
 	touch $@
 

@@ -14,9 +14,9 @@ database (``tandem_bench``, recreated, migrated and seeded by this script):
 - ``sync-gthread``: sync twins of the views, stock backend and pool, under
   gunicorn's threaded workers;
 - ``tandem-native-sync``: the demo under uvicorn on tandem with
-  ``TANDEM_SYNC_VIEWS=native``, serving the sync twins (``event`` and
-  ``me-event`` only: the sync dashboard's blocking upstream call has no
-  place on the loop);
+  ``TANDEM_SYNC_VIEWS=native``, serving the sync twins (not the
+  dashboard: its sync twin's blocking upstream call has no place on the
+  loop);
 - ``django-async-backend``, ``fastapi-sqlalchemy``, ``tortoise``: the same
   queries in what a user might pick instead (``bench/http_apps/``).
 
@@ -25,7 +25,10 @@ key), ``dashboard`` (three aggregates and one call to the upstream stub, in
 parallel) with upstream latency 50 ms and 1 s, and ``me-event``: the event
 for a logged-in user, with Django's ``startproject`` middleware
 (``TANDEM_DEMO_MIDDLEWARE=startproject``: a session read and a user lookup
-before the event; Django servers of the demo only). Every server calls the
+before the event; Django servers of the demo only), and ``page``: a whole
+HTML page for the logged-in user (startproject middleware, one cache read
+from Redis, 20 events rendered by a Django template; tandem's Redis cache for
+tandem, Django's for the others). Every server calls the
 upstream with the same small client (``example/shop/httpget.py``: one request
 per connection). Reported per run: requests/s (and its ratio to stock async
 and to sync gthread), p50 and p99 latency, errors (non-2xx and socket
@@ -89,13 +92,21 @@ SCENARIOS = (
     Scenario("dashboard-50ms", "dashboard (upstream 50 ms)", "dashboard", 0.05),
     Scenario("dashboard-1s", "dashboard (upstream 1000 ms)", "dashboard", 1.0),
     Scenario("me-event", "me-event (startproject, logged in)", "me-event", 0.05, "startproject"),
+    Scenario("page", "page (logged in, cache read, 20-row template)", "page", 0.05, "startproject"),
 )
-ASYNC_PATHS = {"event": "/bench/event/1", "dashboard": "/bench/dashboard", "me-event": "/bench/me/event/1"}
+ASYNC_PATHS = {
+    "event": "/bench/event/1",
+    "dashboard": "/bench/dashboard",
+    "me-event": "/bench/me/event/1",
+    "page": "/bench/page",
+}
 SYNC_PATHS = {
     "event": "/bench/sync/event/1",
     "dashboard": "/bench/sync/dashboard",
     "me-event": "/bench/sync/me/event/1",
+    "page": "/bench/sync/page",
 }
+LOGGED_IN_VIEWS = ("me-event", "page")
 NO_DJANGO_AUTH = "no Django sessions or auth"
 
 
@@ -166,7 +177,7 @@ def servers(workers: int, pool: int, port: int, upstream: str, middleware: str =
             [*uvicorn, "demo.asgi:application"],
             EXAMPLE,
             {**demo_env, "TANDEM_DEMO_SYNC_VIEWS": "native"},
-            {view: SYNC_PATHS[view] for view in ("event", "me-event")},
+            {view: SYNC_PATHS[view] for view in ("event", "me-event", "page")},
             {"dashboard": "the sync dashboard's blocking upstream call would stall the loop"},
         ),
         "django-async-backend": Server(
@@ -174,25 +185,26 @@ def servers(workers: int, pool: int, port: int, upstream: str, middleware: str =
             [*uvicorn, "bench.http_apps.django_async_backend_site.asgi:application"],
             ROOT,
             bench_env,
-            not_applicable={
-                "me-event": "a Django project of its own (its ENGINE, models with async_objects), "
+            not_applicable=dict.fromkeys(
+                LOGGED_IN_VIEWS,
+                "a Django project of its own (its ENGINE, models with async_objects), "
                 "not the demo's; contrib.auth and sessions would query through stock Django's "
-                "sync_to_async, not the package's async layer"
-            },
+                "sync_to_async, not the package's async layer",
+            ),
         ),
         "fastapi-sqlalchemy": Server(
             "fastapi-sqlalchemy",
             [*uvicorn, "bench.http_apps.fastapi_sqlalchemy:app"],
             ROOT,
             bench_env,
-            not_applicable={"me-event": NO_DJANGO_AUTH},
+            not_applicable=dict.fromkeys(LOGGED_IN_VIEWS, NO_DJANGO_AUTH),
         ),
         "tortoise": Server(
             "tortoise",
             [*uvicorn, "bench.http_apps.tortoise_app:app"],
             ROOT,
             bench_env,
-            not_applicable={"me-event": NO_DJANGO_AUTH},
+            not_applicable=dict.fromkeys(LOGGED_IN_VIEWS, NO_DJANGO_AUTH),
         ),
     }
 
@@ -642,7 +654,7 @@ def serve(
         wait_for(base + server.paths["event"], process, log)
         for scenario in scenarios:
             url = base + server.paths[scenario.view]
-            headers = [f"Cookie: {SESSION_COOKIE}={cookie}"] if scenario.view == "me-event" else []
+            headers = [f"Cookie: {SESSION_COOKIE}={cookie}"] if scenario.view in LOGGED_IN_VIEWS else []
             probe(url, headers, log)
             for conns in connections:
                 for repeat in range(args.repeat):

@@ -16,10 +16,19 @@ Environment:
 - ``TANDEM_DEMO_UPSTREAM``: the upstream service's URL (default
   ``http://127.0.0.1:8001/quote``, which ``upstream.py`` serves).
 - ``TANDEM_DEMO_DEBUG``: ``1`` (default) or ``0``.
-- ``TANDEM_DEMO_MIDDLEWARE``: ``demo`` (default: four middleware, no
-  sessions, auth or messages) or ``startproject``: exactly the middleware
-  and context processors of Django's ``startproject`` template, which
-  ``bench/http.py``'s ``me-event`` scenario measures with a logged-in user.
+- ``TANDEM_DEMO_MIDDLEWARE``: ``startproject`` (default): exactly the
+  middleware and context processors of Django's ``startproject`` template,
+  which the login, buying and the mailbox need (``bench/http.py``'s
+  ``me-event`` scenario measures it with a logged-in user); or ``demo``:
+  four middleware, no sessions, auth or messages, which ``bench/http.py``
+  measures its other scenarios with (the pages that need a user don't work
+  under it).
+- ``TANDEM_DEMO_CACHE``: ``redis`` (default: the Redis server at
+  ``TANDEM_DEMO_REDIS``, default ``redis://127.0.0.1:6379``, which the demo
+  needs like it needs its database server) or ``locmem``: a cache in the
+  process's memory, no server needed.
+- ``TANDEM_DEMO_SMTP_PORT``: the port of the SMTP sink on 127.0.0.1 that
+  order confirmations go to (default 8025, where ``mailsink.py`` listens).
 - ``TANDEM_DEMO_SYNC_VIEWS``: if set, passed on as tandem's
   ``TANDEM_SYNC_VIEWS`` setting (``threads`` or ``native``: how sync views
   run under ASGI).
@@ -29,6 +38,7 @@ import os
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import django
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -52,8 +62,9 @@ INSTALLED_APPS = [
     "shop",
 ]
 
-# The demo's own: no sessions, auth or messages, so a request touches the
-# database only where a view queries it.
+# No sessions, auth or messages, so a request touches the database only where
+# a view queries it: what bench/http.py compares servers with (and the
+# demo's default before it had logins, hence its name).
 DEMO_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -61,7 +72,8 @@ DEMO_MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 # Django's ``startproject`` template, exactly: a session read and a user
-# lookup for every request that asks for the user.
+# lookup for every request that asks for the user. The demo's default: its
+# pages show who is logged in.
 STARTPROJECT_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -72,7 +84,7 @@ STARTPROJECT_MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 CONTEXT_PROCESSORS = ["django.template.context_processors.request"]
-MIDDLEWARE_STACK = os.environ.get("TANDEM_DEMO_MIDDLEWARE", "demo")
+MIDDLEWARE_STACK = os.environ.get("TANDEM_DEMO_MIDDLEWARE", "startproject")
 if MIDDLEWARE_STACK == "demo":
     MIDDLEWARE = DEMO_MIDDLEWARE
 elif MIDDLEWARE_STACK == "startproject":
@@ -88,6 +100,8 @@ if "TANDEM_DEMO_SYNC_VIEWS" in os.environ:
     TANDEM_SYNC_VIEWS = os.environ["TANDEM_DEMO_SYNC_VIEWS"]
 
 ROOT_URLCONF = "demo.urls"
+# The demo's own login page (shop/views.py), where @login_required sends visitors.
+LOGIN_URL = "login"
 ASGI_APPLICATION = "demo.asgi.application"
 
 TEMPLATES = [
@@ -148,6 +162,42 @@ DATABASES = {"default": default}
 if STOCK:  # the baseline: plain Django, tandem not installed at all
     INSTALLED_APPS.remove("tandem")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# The dashboard's numbers are cached (shop/dashboard.py). tandem's Redis
+# backend is a drop-in for Django's: same LOCATION and OPTIONS, and its
+# aget/aset are awaited on the loop instead of hopping to a thread. The
+# KEY_PREFIX keeps onsale's keys apart from anything else on the server.
+REDIS_CACHE = {
+    "BACKEND": "django.core.cache.backends.redis.RedisCache"
+    if STOCK
+    else "tandem.cache.backends.redis.RedisCache",
+    "LOCATION": os.environ.get("TANDEM_DEMO_REDIS", "redis://127.0.0.1:6379"),
+    "KEY_PREFIX": "onsale",
+}
+DEMO_CACHE = os.environ.get("TANDEM_DEMO_CACHE", "redis")
+if DEMO_CACHE == "redis":
+    CACHES = {"default": REDIS_CACHE}
+elif DEMO_CACHE == "locmem":
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+else:
+    raise ImproperlyConfigured(f"TANDEM_DEMO_CACHE={DEMO_CACHE!r}: use redis or locmem.")
+
+# Order confirmations go by SMTP to the sink `make demo` starts beside
+# uvicorn (mailsink.py), which appends every message it receives to
+# MAILSINK_STORE, a JSON-lines file the mailbox page reads. tandem's SMTP
+# backend is a drop-in for Django's whose SMTP conversation is awaited on
+# the loop.
+MAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend" if STOCK else "tandem.mail.backends.smtp.EmailBackend"
+)
+SMTP_SINK = {"host": "127.0.0.1", "port": int(os.environ.get("TANDEM_DEMO_SMTP_PORT", "8025")), "timeout": 10}
+if django.VERSION >= (6, 1):  # MAILERS replaces the EMAIL_* settings
+    MAILERS = {"default": {"BACKEND": MAIL_BACKEND, "OPTIONS": SMTP_SINK}}
+else:
+    EMAIL_BACKEND = MAIL_BACKEND
+    EMAIL_HOST, EMAIL_PORT, EMAIL_TIMEOUT = SMTP_SINK["host"], SMTP_SINK["port"], SMTP_SINK["timeout"]
+DEFAULT_FROM_EMAIL = "onsale <tickets@onsale.example>"
+MAILSINK_STORE = BASE_DIR / "mail.jsonl"
 
 USE_TZ = True
 TIME_ZONE = "UTC"

@@ -4,7 +4,9 @@
 the dashboard's three aggregates and one upstream call, concurrently, as
 JSON. ``/bench/me/event/<id>``: the logged-in user (a session read and a
 user lookup, with ``TANDEM_DEMO_MIDDLEWARE=startproject``), then the event,
-as the event's JSON plus ``"user"``; 403 without a logged-in user. Async
+as the event's JSON plus ``"user"``; 403 without a logged-in user.
+``/bench/page``: a whole HTML page: the logged-in user, one cache read
+(the site banner, Redis in the demo), 20 events in a template. Async
 views serve tandem and stock Django async; the ``sync_`` twins do the same
 one after the other, for Django under a threaded WSGI server (and for
 tandem's ``TANDEM_SYNC_VIEWS``).
@@ -14,14 +16,19 @@ from __future__ import annotations
 
 import asyncio
 
+from django.core.cache import cache
 from django.db.models import Count, Sum, Value
 from django.db.models.functions import Coalesce
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 
 from shop.models import Event, Order, TicketType
 from shop.upstream import fetch_quote, fetch_quote_sync
 
 EVENT_FIELDS = ("id", "name", "venue", "starts_at")
+PAGE_ROWS = 20
+BANNER_KEY = "bench:banner"
+BANNER = {"headline": "Tickets on sale now", "note": "Prices include fees."}
 
 
 def _event_or_404(found: dict | None, **extra: str) -> JsonResponse:
@@ -85,3 +92,37 @@ def sync_dashboard(request: HttpRequest) -> JsonResponse:
     counts = [queryset.aggregate(**exprs) for queryset, exprs in _aggregates()]
     body = {k: v for part in counts for k, v in part.items()}
     return JsonResponse(body | {"upstream": fetch_quote_sync()})
+
+
+def _upcoming() -> list:
+    return Event.objects.order_by("starts_at", "pk").values(*EVENT_FIELDS)[:PAGE_ROWS]
+
+
+def _page(request: HttpRequest, user, banner: dict, events: list) -> HttpResponse:
+    # The rows are fetched before rendering, so the same render() serves every
+    # server: the template does no I/O of its own.
+    return render(request, "shop/bench_page.html", {"user": user, "banner": banner, "events": events})
+
+
+async def page(request: HttpRequest) -> HttpResponse:
+    """A page for the logged-in user: one cache read, 20 rows, a template."""
+    user = await request.auser()
+    if not user.is_authenticated:
+        return _not_logged_in()
+    banner = await cache.aget(BANNER_KEY)
+    if banner is None:
+        banner = BANNER
+        await cache.aset(BANNER_KEY, banner, 300)
+    return _page(request, user, banner, [row async for row in _upcoming()])
+
+
+def sync_page(request: HttpRequest) -> HttpResponse:
+    """``page`` for sync Django."""
+    user = request.user
+    if not user.is_authenticated:
+        return _not_logged_in()
+    banner = cache.get(BANNER_KEY)
+    if banner is None:
+        banner = BANNER
+        cache.set(BANNER_KEY, banner, 300)
+    return _page(request, user, banner, list(_upcoming()))

@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 from django import forms
+from django.db.models import QuerySet
+
+from shop.models import Order
 
 MAX_PER_ORDER = 10
 
 
-class BuyForm(forms.Form):
-    """Which ticket type, how many, and where to send them."""
+class BuyForm(forms.ModelForm):
+    """Which ticket type and how many: an order, whose buyer is the logged-in user."""
 
-    ticket_type = forms.ChoiceField(label="Ticket")
     quantity = forms.IntegerField(min_value=1, max_value=MAX_PER_ORDER, initial=1)
-    email = forms.EmailField(label="Your email")
 
-    def __init__(self, *args, tickets: list, **kwargs) -> None:
+    class Meta:
+        model = Order
+        fields = ["ticket_type", "quantity"]
+        labels = {"ticket_type": "Ticket"}
+
+    def __init__(self, *args, tickets: QuerySet, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        # Choices from rows the view already loaded: no query hides in here.
-        self.fields["ticket_type"].choices = [
-            (str(t.pk), f"{t.name} (€{t.price}, {t.available} left)") for t in tickets
-        ]
+        field = self.fields["ticket_type"]
+        # A lazy queryset of the event's ticket types: validating the form
+        # looks the chosen one up, and rendering it lists them. Both are
+        # queries: the view validates with `await form.ais_valid()` and
+        # renders with `await arender(...)`, so they are awaited on the loop.
+        field.queryset = tickets
+        field.empty_label = None
+        field.label_from_instance = lambda t: f"{t.name} (€{t.price}, {t.available} left)"

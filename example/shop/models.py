@@ -1,5 +1,6 @@
 """Events, their ticket types with a fixed capacity, and the orders that sell them."""
 
+from django.conf import settings
 from django.db import models
 
 
@@ -50,6 +51,10 @@ class Order(models.Model):
     """Tickets bought: one row per successful purchase."""
 
     ticket_type = models.ForeignKey(TicketType, on_delete=models.PROTECT, related_name="orders")
+    # Who bought: orders from before onsale had logins have no user.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="orders"
+    )
     email = models.EmailField()
     quantity = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -1,7 +1,7 @@
-"""A real browser buys a ticket: headless Chromium driven by Playwright.
+"""A real browser logs in, buys a ticket and reads the email: headless Chromium driven by Playwright.
 
 The demo runs under uvicorn in a thread of this process, on the test
-database. Needs Debian's ``chromium`` (``/usr/bin/chromium``, or
+database, and mails the sink of ``conftest.py``. Needs Debian's ``chromium`` (``/usr/bin/chromium``, or
 ``TANDEM_CHROMIUM``) and the ``playwright`` package; Playwright's own browser
 download is not used. Without them the test is skipped, and fails under
 ``TANDEM_REQUIRE_SERVICES=1`` (CI).
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from django.contrib.auth import get_user_model
 from django.core.asgi import get_asgi_application
 from django.utils import timezone
 from shop.models import Event, Order, TicketType
@@ -75,7 +76,8 @@ def live_demo(upstream_url, settings):
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_buyer_opens_the_event_buys_a_ticket_and_sees_the_order(browser, live_demo):
+async def test_a_buyer_logs_in_buys_a_ticket_and_gets_the_email(browser, live_demo, mailsink):
+    await get_user_model().objects.acreate_user("fan", "fan@example.com", "tickets, please")
     event = await Event.objects.acreate(
         name="Savepoint Sisters live", venue="Open Air Park", starts_at=timezone.now() + timedelta(days=3)
     )
@@ -89,9 +91,16 @@ async def test_a_buyer_opens_the_event_buys_a_ticket_and_sees_the_order(browser,
     await page.wait_for_url(f"**/events/{event.pk}/")
     assert await page.locator(f'[data-ticket="{ticket.pk}"]').inner_text() == "1"
 
+    # Logging in brings the buyer back to the event.
+    await page.get_by_role("link", name="Log in to buy").click()
+    await page.fill("input[name=username]", "fan")
+    await page.fill("input[name=password]", "tickets, please")
+    await page.get_by_role("button", name="Log in").click()
+    await page.wait_for_url(f"**/events/{event.pk}/")
+    assert await page.locator("#user").inner_text() == "fan"
+
     await page.select_option("select[name=ticket_type]", str(ticket.pk))
     await page.fill("input[name=quantity]", "1")
-    await page.fill("input[name=email]", "fan@example.com")
     await page.get_by_role("button", name="Buy").click()
 
     await page.wait_for_url("**/orders/*/")
@@ -102,6 +111,12 @@ async def test_a_buyer_opens_the_event_buys_a_ticket_and_sees_the_order(browser,
     SCREENSHOTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(SCREENSHOTS / "order.png"), full_page=True)
     assert order.email == "fan@example.com"
+
+    # The confirmation went through the SMTP sink, and the mailbox shows it.
+    await page.get_by_role("link", name="your mailbox").click()
+    await page.wait_for_url("**/mail/")
+    assert f"Your onsale order {order.pk}" in await page.locator(".mail").first.inner_text()
+    await page.screenshot(path=str(SCREENSHOTS / "mailbox.png"), full_page=True)
 
     # The last ticket is gone: the event page says so.
     await page.goto(f"{live_demo}/events/{event.pk}/")

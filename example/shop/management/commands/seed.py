@@ -1,9 +1,10 @@
-"""``manage.py seed``: fill an empty shop with events and ticket types."""
+"""``manage.py seed``: the demo user, and events and ticket types for an empty shop."""
 
 import random
 from datetime import timedelta
 from decimal import Decimal
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
@@ -23,6 +24,11 @@ ARTISTS = [
     "The Migrations",
 ]
 VENUES = ["Main Hall", "Riverside Stage", "The Basement", "Open Air Park"]
+# The user visitors log in as (`make demo` prints these): a demo on
+# loopback, never a real site's password.
+DEMO_USERNAME = "demo"
+DEMO_PASSWORD = "demo"
+DEMO_EMAIL = "demo@onsale.example"
 # (name, price, capacity) of the ticket types every event offers.
 TICKET_TYPES = [
     ("Standing", Decimal("25.00"), 400),
@@ -32,18 +38,21 @@ TICKET_TYPES = [
 
 
 class Command(BaseCommand):
-    """Create 20 upcoming events with three ticket types each, if there are no events yet.
+    """Create the demo user if missing, and 20 events with three ticket types each if there are none.
 
     Idempotent, so ``make demo`` can run it every time. A plain sync command:
     outside an event loop the tandem backend behaves like Django's own.
     """
 
-    help = "Create demo events and ticket types (only if the shop is empty)."
+    help = "Create the demo user and demo events with ticket types (only what is missing)."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--events", type=int, default=20, help="How many events to create.")
 
     def handle(self, *args, events: int, **options) -> None:
+        if not get_user_model().objects.filter(username=DEMO_USERNAME).exists():
+            get_user_model().objects.create_user(DEMO_USERNAME, DEMO_EMAIL, DEMO_PASSWORD)
+            self.stdout.write(self.style.SUCCESS(f"Created user {DEMO_USERNAME!r} ({DEMO_EMAIL})."))
         if Event.objects.exists():
             self.stdout.write(f"Shop already has {Event.objects.count()} events; nothing to do.")
             return
