@@ -21,6 +21,7 @@ from asgiref.sync import async_to_sync
 
 from tandem.bridge import await_, in_bridge, native
 from tandem.db.guard import bridge_aware_guard, bridge_aware_guards
+from tandem.db.session import SessionWatchingCursor, SessionWatchingDebugCursor
 from tandem.pool import Pool, PoolOptions, pool_for
 
 
@@ -70,6 +71,10 @@ class TandemWrapperMixin:
     task_owned = False
     # Open server-side cursors: they live on the connection, so it stays.
     pinned_cursors = 0
+    # A statement may have changed the connection's session (SET, a temporary
+    # table, an advisory lock...: tandem.db.session): the connection stays
+    # with its task, and is closed rather than pooled when the task is done.
+    session_changed = False
     # The pool this task-owned wrapper's connections come from (one loop's).
     _pool: Pool | None = None
 
@@ -112,6 +117,20 @@ class TandemWrapperMixin:
             close=self.close_raw_connection,
             ping=ping,
         )
+
+    # -- session state (tandem.db.session) -------------------------------------
+    def make_cursor(self, cursor):
+        """Django's cursor wrapper, watching for statements that change the session."""
+        return SessionWatchingCursor(cursor, self)
+
+    def make_debug_cursor(self, cursor):
+        """Django's debug cursor wrapper (queries logged), watching the same."""
+        return SessionWatchingDebugCursor(cursor, self)
+
+    def connect(self):
+        """Django's ``connect()``; what it sets up is the connection's baseline session."""
+        super().connect()
+        self.session_changed = False
 
     def get_new_connection(self, conn_params):
         """Open a connection; a task-owned wrapper on its loop takes one from the pool."""
@@ -181,10 +200,13 @@ class TandemWrapperMixin:
         """End of a unit of work: return an idle connection to the pool.
 
         Kept while an atomic block or a server-side cursor still needs it,
+        or while its session carries the task's changes (``session_changed``),
         unless ``force`` (the owning task has finished).
         """
         conn = self.connection
-        if conn is None or (not force and (self.in_atomic_block or self.pinned_cursors)):
+        if conn is None or (
+            not force and (self.in_atomic_block or self.pinned_cursors or self.session_changed)
+        ):
             return
         self.connection = None
         self.pinned_cursors = 0
@@ -192,8 +214,12 @@ class TandemWrapperMixin:
 
     def _give_back(self, conn: Any) -> None:
         pool = self._pool
+        changed, self.session_changed = self.session_changed, False
         if pool is None or pool.closed:
             self.close_raw_connection(conn)
+        elif changed:
+            # Its session is not the baseline any more: no other task may get it.
+            pool.discard(conn)
         else:
             pool.release(conn)
 
