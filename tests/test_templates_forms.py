@@ -132,3 +132,52 @@ async def test_aget_related_refuses_to_many_relations_and_unknown_names():
         await aget_related(ursula, "books")
     with pytest.raises(TypeError, match="has no relation 'publisher'"):
         await aget_related(ursula, "publisher")
+
+
+# -- the same results as Django's sync API, and a free loop --------------------
+
+
+async def test_results_equal_djangos_sync_api():
+    from asgiref.sync import sync_to_async
+    from django.shortcuts import render
+
+    await library()
+    italo = await Author.objects.aget(name="Italo")
+
+    def books():
+        return Book.objects.order_by("title")
+
+    theirs = await sync_to_async(render, thread_sensitive=False)(
+        HttpRequest(), "library.html", {"books": books()}
+    )
+    ours = await arender(HttpRequest(), "library.html", {"books": books()})
+    assert ours.content == theirs.content
+
+    for data in ({"title": "Earthsea", "author": italo.pk}, {"title": "", "author": 999}, {"title": "New"}):
+
+        def sync_errors(data=data):
+            form = BookForm(data)
+            return form.is_valid(), form.errors.get_json_data()
+
+        form = BookForm(data)
+        assert (await form.ais_valid(), form.errors.get_json_data()) == await sync_to_async(
+            sync_errors, thread_sensitive=False
+        )()
+
+
+async def test_two_hundred_renders_and_validations_leave_the_loop_free():
+    import asyncio
+
+    from tests.watchdog import longest_stall
+
+    ursula, _ = await library()
+
+    async def user(n):
+        # Arrivals over a second, as requests come: the loop has work, not a backlog.
+        await asyncio.sleep(n / 200)
+        await arender(HttpRequest(), "library.html", {"books": Book.objects.order_by("title")})
+        assert await BookForm({"title": f"Book {n}", "author": ursula.pk, "pages": 100}).ais_valid()
+
+    await asyncio.gather(*(user(n) for n in range(200)))  # warm: the pool's connections
+    stall = await longest_stall(asyncio.gather(*(user(n) for n in range(200))))
+    assert stall < 0.05, f"the loop stalled for {stall * 1000:.0f} ms"
