@@ -20,7 +20,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import redirect_to_login
 from django.db.models import F, Sum
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import aget_object_or_404
 from django.urls import reverse
 from django.utils import timezone
@@ -74,7 +74,10 @@ async def event_detail(request: HttpRequest, pk: int) -> HttpResponse:
 async def availability(request: HttpRequest, pk: int) -> JsonResponse:
     """Tickets left per ticket type: the event page polls this to stay live."""
     left = TicketType.objects.filter(event_id=pk).values_list("pk", F("capacity") - F("sold"))
-    return JsonResponse({str(ticket): available async for ticket, available in left})
+    counts = {str(ticket): available async for ticket, available in left}
+    if not counts and not await Event.objects.filter(pk=pk).aexists():
+        raise Http404("No such event.")
+    return JsonResponse(counts)
 
 
 class SoldOut(Exception):  # noqa: N818 - reads as the outcome it is
