@@ -5,6 +5,7 @@ Against the real Redis at TANDEM_REDIS_URL (default 127.0.0.1:6379, database
 """
 
 import asyncio
+import contextvars
 import gc
 import os
 import threading
@@ -77,7 +78,9 @@ async def test_async_api_awaits_redis_on_the_loop(redis_cache):
     assert await redis_cache.aget("answer") == {"value": 42}
     assert await redis_cache.aget("missing", "default") == "default"
     # The loop's redis.asyncio pool served it; Django's blocking pools were never opened.
-    assert asyncio.get_running_loop() in redis_cache._cache._loop_clients
+    from tandem.cache.backends.redis import _loop_clients
+
+    assert asyncio.get_running_loop() in _loop_clients
     assert redis_cache._cache._pools == {}
 
 
@@ -109,6 +112,25 @@ async def test_every_async_method_matches_djangos_backend(redis_cache):
     for name in ("incr", "decr"):
         with pytest.raises(ValueError):
             await getattr(redis_cache, "a" + name)("absent")
+
+
+async def test_every_task_shares_the_loops_pool(redis_cache):
+    """Django gives each task its own cache instance; they share the loop's Redis pool."""
+
+    async def task(n):
+        cache = caches["default"]  # this task's own instance, as in a request
+        await cache.aset(f"shared-{n}", n)
+        return cache, cache._cache.loop_client(0)
+
+    # A fresh context each, as an ASGI server starts each request's task.
+    results = await asyncio.gather(
+        *(asyncio.create_task(task(n), context=contextvars.Context()) for n in range(15))
+    )
+    instances = {id(cache) for cache, _ in results}
+    clients = {id(client) for _, client in results}
+    assert len(instances) == 15 and len(clients) == 1
+    pool = results[0][1].client.connection_pool
+    assert len(pool._in_use_connections) + len(pool._available_connections) <= 15
 
 
 async def test_sync_and_async_processes_share_entries(redis_cache):

@@ -117,11 +117,13 @@ class RedisCacheClient(django_redis.RedisCacheClient):
 
     def __init__(self, servers: list[str], **options: Any) -> None:
         super().__init__(servers, **options)
-        self._loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, _LoopClient]] = (
-            weakref.WeakKeyDictionary()
-        )
-        # The loop of the last call and its clients. Holding the loop here
-        # keeps it alive until another loop uses this cache: harmless.
+        # Django makes a cache instance per thread and per asyncio task (its
+        # caches handler is context-local), so loop clients are shared by
+        # configuration, not kept per instance: every task of a loop that uses
+        # the same LOCATION and OPTIONS uses the same pools.
+        self._configuration = repr((servers, sorted((key, repr(value)) for key, value in options.items())))
+        # The loop of this instance's last call and its clients: a
+        # WeakKeyDictionary lookup costs ~2 µs, and most calls skip it.
         self._last: tuple[asyncio.AbstractEventLoop | None, dict[int, _LoopClient]] = (None, {})
 
     def get_client(self, key: Any = None, *, write: bool = False) -> Any:
@@ -137,13 +139,16 @@ class RedisCacheClient(django_redis.RedisCacheClient):
             )
         return super().get_client(key, write=write)
 
+    def _clients_of(self, loop: asyncio.AbstractEventLoop) -> dict[int, _LoopClient]:
+        last_loop, clients = self._last
+        if loop is not last_loop:
+            clients = _loop_clients.setdefault(loop, {}).setdefault(self._configuration, {})
+            self._last = (loop, clients)
+        return clients
+
     def loop_client(self, index: int) -> _LoopClient:
         """The running loop's client for server ``index``."""
-        loop = asyncio.get_running_loop()
-        last_loop, clients = self._last
-        if loop is not last_loop:  # a WeakKeyDictionary lookup costs ~2 µs; most calls skip it
-            clients = self._loop_clients.setdefault(loop, {})
-            self._last = (loop, clients)
+        clients = self._clients_of(asyncio.get_running_loop())
         client = clients.get(index)
         if client is None:
             options = {k: v for k, v in self._pool_options.items() if k != "parser_class"}
@@ -152,13 +157,18 @@ class RedisCacheClient(django_redis.RedisCacheClient):
         return client
 
     async def aclose_loop_clients(self) -> None:
-        """Close the running loop's pools (their connections); they reopen on next use."""
-        loop = asyncio.get_running_loop()
-        clients = self._loop_clients.pop(loop, {})
-        if self._last[0] is loop:
-            self._last = (None, {})
-        for loop_client in clients.values():
+        """Close the running loop's pools of this configuration; they reopen on next use."""
+        clients = self._clients_of(asyncio.get_running_loop())
+        closing = list(clients.values())
+        clients.clear()  # in place: every instance sharing it sees it empty
+        for loop_client in closing:
             await loop_client.client.aclose()
+
+
+# loop -> configuration -> server index -> client. Dropped with the loop.
+_loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, dict[int, _LoopClient]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _loop_is_running() -> bool:
