@@ -731,3 +731,17 @@ async def test_two_hundred_concurrent_sends_leave_the_loop_free(smtp, settings):
     assert peak == 200
     stall = max(ticker.gaps) * 1000
     assert stall < 50, f"the loop stalled for {stall:.0f} ms (a send costs {cost * 1000:.2f} ms)"
+
+
+def test_a_patched_smtplib_class_is_used_as_with_djangos_backend():
+    """A test that patches smtplib.SMTP to stay offline stays offline with tandem's backend too."""
+    import smtplib
+    from unittest import mock
+
+    from tandem.mail.backends.smtp import EmailBackend
+
+    with mock.patch("smtplib.SMTP") as patched:
+        backend = EmailBackend(host="mail.example.com", port=5322)
+        backend.open()
+    patched.assert_called_once_with("mail.example.com", 5322, local_hostname=mock.ANY)
+    assert EmailBackend(host="h").connection_class is not smtplib.SMTP  # unpatched: tandem's own

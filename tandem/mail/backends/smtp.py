@@ -106,6 +106,10 @@ class _UpgradeInPlace:
         return sock
 
 
+# smtplib's classes as tandem's subclasses extend them, to tell a replaced one.
+_SMTPLIB, _SMTPLIB_SSL = smtplib.SMTP, smtplib.SMTP_SSL
+
+
 class SMTP(_Bridged, smtplib.SMTP):
     """``smtplib.SMTP`` whose socket, inside the bridge, is an asyncio stream."""
 
@@ -137,8 +141,15 @@ class EmailBackend(smtp.EmailBackend):
 
     @property
     def connection_class(self) -> type[smtplib.SMTP]:
-        """tandem's ``SMTP_SSL`` with ``use_ssl``, else its ``SMTP``."""
-        return SMTP_SSL if self.use_ssl else SMTP
+        """tandem's ``SMTP_SSL`` with ``use_ssl``, else its ``SMTP``.
+
+        Like Django's, it looks ``smtplib``'s class up on each call: where a
+        test has replaced it (``mock.patch("smtplib.SMTP")`` to stay
+        offline), the replacement is used, as with Django's backend.
+        """
+        if self.use_ssl:
+            return SMTP_SSL if smtplib.SMTP_SSL is _SMTPLIB_SSL else smtplib.SMTP_SSL
+        return SMTP if smtplib.SMTP is _SMTPLIB else smtplib.SMTP
 
     def open(self) -> bool | None:
         """Django's ``open()``, after the one-time host name lookup, in the bridge done in a thread."""
