@@ -145,6 +145,11 @@ class Pool:
         self._close(conn)
         self._wake(None)
 
+    def forget(self, conn: Any) -> None:
+        """Stop counting a connection its user closed; a waiter may open a replacement."""
+        if self._born.pop(conn, None) is not None:
+            self._wake(None)
+
     def close(self) -> None:
         """Close every connection this pool opened; waiters get an error."""
         self.closed = True

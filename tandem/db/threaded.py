@@ -70,9 +70,13 @@ class Worker:
         # lands between the thread picking the call up and the driver
         # starting the statement is lost (SQLite ignores an interrupt while
         # no statement runs), and the statement would run to its end.
-        if done.cancel():
-            return
+        if done.cancel() or done.done():
+            return  # never ran, or finished before the loop heard of it: nothing to stop
         finished = asyncio.wrap_future(done)
+        # The wrapper learns the outcome a loop turn after the thread: whenever
+        # that is, its error (e.g. "interrupted") is expected. Retrieve it, so
+        # the loop does not log "Future exception was never retrieved".
+        finished.add_done_callback(_retrieve)
         while not done.done():
             if self.interrupt is not None:
                 try:
@@ -83,8 +87,6 @@ class Worker:
                 await_(asyncio.wait([finished], timeout=INTERRUPT_REPEAT))
             except BaseException:  # cancelled again: the caller re-raises the first
                 break
-        if finished.done() and not finished.cancelled():
-            finished.exception()  # its error (e.g. "interrupted") is expected: retrieved
 
     def defer(self, fn: Callable[..., Any], *args: Any) -> None:
         """Queue ``fn`` on the thread after its current calls; do not wait for it."""
@@ -236,3 +238,8 @@ class ThreadedConnection:
 def current_thread_is_worker() -> bool:
     """True on a tandem worker thread (for tests and assertions)."""
     return threading.current_thread().name.startswith("tandem-db")
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()

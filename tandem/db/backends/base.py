@@ -154,7 +154,13 @@ class TandemWrapperMixin:
         connection.
         """
         conn = self.connection
-        if not self.task_owned or self._discarding or conn is None or self.in_atomic_block:
+        if self._discarding and self.task_owned and conn is not None:
+            pool = self._pool
+            super().close()
+            if pool is not None and self.connection is None:  # closed for good: not the pool's any more
+                pool.forget(conn)
+            return None
+        if not self.task_owned or conn is None or self.in_atomic_block:
             return super().close()
         self.validate_thread_sharing()
         self.run_on_commit = []
