@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "conformance" / "results"
 MODES = ("stock", "sync", "bridged")
 DATABASES = ("postgresql", "sqlite", "mysql")
-# The apps of Django's suite that exercise the ORM and its async API, and the request path.
+# The apps of Django's suite that exercise the ORM and its async API, the request path, the
+# cache, email, templates and forms.
 APPS = (
     "basic queries lookup expressions expressions_case aggregation aggregation_regress annotations "
     "select_related select_related_regress prefetch_related many_to_one many_to_many one_to_one "
@@ -41,7 +42,11 @@ APPS = (
     "backends ordering distinct_on_fields null_fk queryset_pickle "
     # Django's request path, which tandem runs on the loop (docs/concepts/request-path.md).
     "handlers middleware middleware_exceptions asgi sessions_tests auth_tests messages_tests "
-    "csrf_tests decorators test_client dispatch"
+    "csrf_tests decorators test_client dispatch "
+    # Django's cache, email, templates and forms, which tandem runs on the loop too: the Redis
+    # cache and SMTP email tests run against tandem's backends in sync/bridged mode
+    # (conformance/backends.py).
+    "cache mail template_tests forms_tests model_forms model_formsets"
 ).split()
 FAILING = {"failed", "error", "unexpected_success", "missing"}
 PASSING = {"passed", "expected_failure"}

@@ -4,9 +4,10 @@ The runner passes the database and the mode in the environment:
 ``TANDEM_CONFORMANCE_DB`` (``postgresql``, ``sqlite`` or ``mysql``) and
 ``TANDEM_CONFORMANCE_MODE`` (``stock``: Django's own backend; ``sync`` and
 ``bridged``: tandem's). Servers are found like tandem's own suite finds them
-(``TANDEM_POSTGRES_URL``, ``TANDEM_MYSQL_URL``).
+(``TANDEM_POSTGRES_URL``, ``TANDEM_MYSQL_URL``, ``TANDEM_REDIS_URL``).
 """
 
+import email.errors
 import os
 import sys
 from urllib.parse import urlsplit
@@ -58,6 +59,34 @@ def _database(alias: str) -> dict:
 
 DATABASES = {"default": _database("default"), "other": _database("other")}
 
+
+def _redis() -> dict:
+    """The Redis server of tandem's own suite (``TANDEM_REDIS_URL``), in a database of our own.
+
+    Django's ``cache`` tests flush the whole database (``cache.clear()``), so
+    each supported Django and mode gets one of databases 10 to 15 (tandem's
+    own tests use 9): runs side by side never see each other's keys. The
+    number goes in ``OPTIONS``, not in the URL, where it would win over the
+    ``OPTIONS["db"]`` that ``test_redis_pool_options`` sets.
+    """
+    parts = urlsplit(os.environ.get("TANDEM_REDIS_URL", "redis://127.0.0.1:6379/9"))
+    number = 10 + 3 * (django.VERSION[0] >= 6) + ("stock", "sync", "bridged").index(MODE)
+    return {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": parts._replace(path="", query="").geturl(),
+        "OPTIONS": {"db": number},
+    }
+
+
+# Django's default cache, plus the Redis entry by which Django's ``cache``
+# tests find their Redis backend (by this BACKEND string; without one they
+# skip RedisCacheTests). In sync and bridged mode the string names tandem's
+# RedisCache: the runner rebinds it (conformance/backends.py).
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "redis": _redis(),
+}
+
 SECRET_KEY = "django_tests_secret_key"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
@@ -70,3 +99,11 @@ TEST_RUNNER = "conformance.runner.ConformanceRunner"
 _runtests = sys.modules.get("__main__")
 if not STOCK and "tandem" not in getattr(_runtests, "ALWAYS_INSTALLED_APPS", ["tandem"]):
     _runtests.ALWAYS_INSTALLED_APPS.append("tandem")
+
+# Django 6.1's mail/test_backends.py, home of its SMTP backend tests, imports
+# email.errors.HeaderWriteError, which Python has had since 3.12.5 and 3.13
+# (gh-121650); on an older 3.12 the whole module would fail to import. This
+# stand-in is never raised, as the real one is not by such a Python, and the
+# tests already allow for a Python that does not raise it.
+if not hasattr(email.errors, "HeaderWriteError"):
+    email.errors.HeaderWriteError = type("HeaderWriteError", (email.errors.MessageError,), {})
