@@ -10,7 +10,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench conformance docs clean
+.PHONY: demo test lint bench conformance chaos docs clean
 
 # mysqlclient (MySQL driver, in the dev extra) builds from source against
 # libmariadb: on Debian/Ubuntu its headers and pkg-config come from apt when
@@ -41,8 +41,8 @@ test: $(STAMP)
 	cd example && TANDEM_DEMO_DB=$${TANDEM_TEST_DB:-sqlite} $(abspath $(BIN))/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check tandem tests bench example conformance
-	$(BIN)/ruff format --check tandem tests bench example conformance
+	$(BIN)/ruff check tandem tests bench example conformance chaos
+	$(BIN)/ruff format --check tandem tests bench example conformance chaos
 
 # The upstream stub (example/upstream.py, UPSTREAM_LATENCY seconds) and the
 # SMTP sink the order confirmations go to (example/mailsink.py, keeping them
@@ -65,6 +65,15 @@ demo: $(STAMP)
 # select what runs; exits 1 on any regression.
 conformance: $(STAMP)
 	$(BIN)/python -m conformance $(if $(DB),--db "$(DB)") $(if $(APPS),--apps "$(APPS)")
+
+# Faults, load and isolation against the real servers (docs/reliability.md):
+# pool exhaustion, concurrent transfers, connections killed under load, on
+# PostgreSQL, MariaDB/MySQL and SQLite, in databases of its own
+# (tandem_chaos_<django version>). CHAOS_ARGS="--quick" is CI's run (< 2
+# minutes); "--db postgresql --scenarios '4a 1'" selects. Exits 1 when a
+# must-be-0 column is not 0.
+chaos: $(STAMP)
+	$(BIN)/python -m chaos $(CHAOS_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/orm.py

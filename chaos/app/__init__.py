@@ -1,0 +1,1 @@
+"""The chaos runner's models, views and middleware (app label ``chaos``)."""

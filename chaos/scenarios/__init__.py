@@ -1,0 +1,38 @@
+"""The scenarios of issue 11 built so far, in the order the runner runs them.
+
+Each is an ``async def run(run: Run)`` that drives load and faults on the
+scenario's own event loop, counts every request in ``run.tally``, and checks
+its data invariants; the runner then balances the books (``chaos.books``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from chaos.books import Run
+from chaos.scenarios import isolation, kills, pool
+
+ALL = ("postgresql", "mysql", "sqlite")
+SERVERS = ("postgresql", "mysql")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One row of the table per database it applies to."""
+
+    key: str  # issue 11's number, and a letter for each part
+    title: str
+    run: Callable[[Run], Awaitable[None]]
+    databases: tuple[str, ...]
+    limit: float  # seconds the whole scenario may take before it counts as hung
+
+
+SCENARIOS = (
+    Scenario("4a", "pool exhaustion: waiters time out", pool.timeouts, ALL, 60),
+    Scenario("4b", "pool exhaustion: cancelled waiters", pool.cancelled_waiters, ALL, 60),
+    Scenario("5a", "isolation: transfers, some rolled back", isolation.transfers, ALL, 180),
+    Scenario("5b", "isolation: savepoints", isolation.savepoints, ALL, 180),
+    Scenario("5c", "isolation: child tasks", isolation.child_tasks, ALL, 180),
+    Scenario("1", "killed connections under load", kills.killed_connections, SERVERS, 240),
+)
