@@ -73,11 +73,19 @@ def in_a_thread(fn, *args, **kwargs):
 # -- tandem's RedisCache -------------------------------------------------------
 
 
+def drop_blocking_pools(cache) -> None:
+    """Close Django's blocking pools of the (process-wide) client: a test sees if they come back."""
+    for pool in cache._cache._pools.values():
+        pool.disconnect()
+    cache._cache._pools.clear()
+
+
 async def test_async_api_awaits_redis_on_the_loop(redis_cache):
+    drop_blocking_pools(redis_cache)
     await redis_cache.aset("answer", {"value": 42}, timeout=30)
     assert await redis_cache.aget("answer") == {"value": 42}
     assert await redis_cache.aget("missing", "default") == "default"
-    # The loop's redis.asyncio pool served it; Django's blocking pools were never opened.
+    # The loop's redis.asyncio pool served it; Django's blocking pools were not used.
     from tandem.cache.backends.redis import _loop_clients
 
     assert asyncio.get_running_loop() in _loop_clients
@@ -129,6 +137,7 @@ async def test_every_task_shares_the_loops_pool(redis_cache):
     instances = {id(cache) for cache, _ in results}
     clients = {id(client) for _, client in results}
     assert len(instances) == 15 and len(clients) == 1
+    assert len({id(cache._cache) for cache, _ in results}) == 1  # and one Django client
     pool = results[0][1].client.connection_pool
     assert len(pool._in_use_connections) + len(pool._available_connections) <= 15
 
@@ -148,6 +157,8 @@ async def test_sync_and_async_processes_share_entries(redis_cache):
 async def test_sync_api_in_the_bridge_awaits(redis_cache):
     """Sync cache calls in native() code (templates, sync views) await on the loop."""
 
+    drop_blocking_pools(redis_cache)
+
     def sync_code():
         redis_cache.set("sync-in-bridge", "yes")
         return redis_cache.get("sync-in-bridge"), in_bridge(), threading.get_ident()
@@ -158,6 +169,7 @@ async def test_sync_api_in_the_bridge_awaits(redis_cache):
 
 
 async def test_sync_api_outside_the_bridge_is_djangos(redis_cache):
+    drop_blocking_pools(redis_cache)
     await in_a_thread(redis_cache.set, "threaded", 1)
     assert await in_a_thread(redis_cache.get, "threaded") == 1
     assert redis_cache._cache._pools, "a thread uses Django's blocking client"

@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import threading
 import weakref
 from collections.abc import Awaitable
+from functools import cached_property
 from typing import Any
 
 import redis
@@ -165,6 +167,22 @@ class RedisCacheClient(django_redis.RedisCacheClient):
             await loop_client.client.aclose()
 
 
+_clients: dict[str, RedisCacheClient] = {}
+_clients_lock = threading.Lock()
+
+
+def _shared_client(klass: type[RedisCacheClient], servers: list[str], options: dict[str, Any]) -> Any:
+    """The one client of this class, servers and options in the process."""
+    key = repr((klass, servers, sorted((name, repr(value)) for name, value in options.items())))
+    client = _clients.get(key)
+    if client is None:
+        with _clients_lock:
+            client = _clients.get(key)
+            if client is None:
+                client = _clients[key] = klass(servers, **options)
+    return client
+
+
 # loop -> configuration -> server index -> client. Dropped with the loop.
 _loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, dict[int, _LoopClient]]] = (
     weakref.WeakKeyDictionary()
@@ -200,6 +218,14 @@ class RedisCache(django_redis.RedisCache):
     def __init__(self, server: str | list[str], params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self._class = RedisCacheClient
+
+    @cached_property
+    def _cache(self) -> RedisCacheClient:
+        # Django builds a cache instance per thread and per asyncio task, so
+        # per request, and each would build its client: on Django 6.1 that
+        # reads redis-py's package metadata (~0.4 ms, 6 % of a page's CPU).
+        # The client holds only thread-safe pools: one per configuration.
+        return _shared_client(self._class, self._servers, self._options)
 
     aadd = _runs_natively("add")
     aget = _runs_natively("get")
