@@ -160,3 +160,17 @@ async def test_data_statements_keep_connections_pooled():
 )
 def test_which_statements_may_change_the_session(sql, changes):
     assert may_change_session(sql) is changes
+
+
+@pytest.mark.skipif(TEST_DB != "postgresql", reason="PostgreSQL's debug cursor adds copy()")
+def test_the_backends_own_cursor_wrapper_is_kept():
+    """The watch subclasses the backend's wrapper: PostgreSQL's logs copy() (Django's test_copy_cursors)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    copy_sql = "COPY django_session TO STDOUT (FORMAT CSV, HEADER)"
+    with CaptureQueriesContext(connection) as queries, connection.cursor() as cursor:
+        with cursor.copy(copy_sql) as copy:
+            for _ in copy:
+                pass
+    assert [q["sql"] for q in queries.captured_queries] == [copy_sql]

@@ -27,12 +27,11 @@ seen: they are outside Django's, and tandem's, bookkeeping.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
-from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
-
-__all__ = ["SessionWatchingCursor", "SessionWatchingDebugCursor", "may_change_session"]
+__all__ = ["may_change_session", "watching"]
 
 # First words of statements that only touch data or the current transaction.
 # SET CONSTRAINTS and SET LOCAL end with the transaction: harmless too.
@@ -93,9 +92,12 @@ class _Watching:
         return super().callproc(procname, params, kparams)
 
 
-class SessionWatchingCursor(_Watching, CursorWrapper):
-    """Django's ``CursorWrapper``, watching for session changes."""
+@functools.cache
+def watching(wrapper_class: type) -> type:
+    """``wrapper_class`` (Django's cursor wrapper of a backend), watching for session changes.
 
-
-class SessionWatchingDebugCursor(_Watching, CursorDebugWrapper):
-    """Django's ``CursorDebugWrapper`` (queries logged), watching for session changes."""
+    A subclass of the backend's own wrapper, so what a backend adds to it
+    (PostgreSQL's debug wrapper logs ``copy()``) is kept.
+    """
+    name = f"SessionWatching{wrapper_class.__name__}"
+    return type(name, (_Watching, wrapper_class), {"__module__": __name__})

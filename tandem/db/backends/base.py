@@ -21,7 +21,7 @@ from asgiref.sync import async_to_sync
 
 from tandem.bridge import await_, in_bridge, native
 from tandem.db.guard import bridge_aware_guard, bridge_aware_guards
-from tandem.db.session import SessionWatchingCursor, SessionWatchingDebugCursor
+from tandem.db.session import watching
 from tandem.pool import Pool, PoolOptions, pool_for
 
 
@@ -120,12 +120,16 @@ class TandemWrapperMixin:
 
     # -- session state (tandem.db.session) -------------------------------------
     def make_cursor(self, cursor):
-        """Django's cursor wrapper, watching for statements that change the session."""
-        return SessionWatchingCursor(cursor, self)
+        """The backend's cursor wrapper, watching for statements that change the session."""
+        wrapped = super().make_cursor(cursor)
+        wrapped.__class__ = watching(type(wrapped))
+        return wrapped
 
     def make_debug_cursor(self, cursor):
-        """Django's debug cursor wrapper (queries logged), watching the same."""
-        return SessionWatchingDebugCursor(cursor, self)
+        """The backend's debug cursor wrapper (queries logged), watching the same."""
+        wrapped = super().make_debug_cursor(cursor)
+        wrapped.__class__ = watching(type(wrapped))
+        return wrapped
 
     def connect(self):
         """Django's ``connect()``; what it sets up is the connection's baseline session."""
