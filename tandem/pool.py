@@ -190,6 +190,11 @@ class Pool:
             self._ping(conn)
         except Exception:
             return False
+        except BaseException:
+            # Cancelled mid-ping: nobody holds the connection and its state is
+            # unknown. Closing it here is the only way it is not lost.
+            self.discard(conn)
+            raise
         return True
 
     def _expired(self, conn: Any) -> bool:

@@ -66,6 +66,26 @@ async def test_health_checks_replace_a_connection_killed_while_idle():
     assert new_pid != pid
 
 
+async def test_a_task_cancelled_during_the_health_check_loses_no_connection():
+    # With CONN_HEALTH_CHECKS the pool pings an idle connection before handing
+    # it out: that is I/O, so a task can be cancelled in the middle of it.
+    # Cancel a fresh task after each of its first steps in turn; one of them
+    # lands in the ping. Every connection must still be accounted for: idle in
+    # the pool, or closed.
+    await native(backend_pid)("checked")
+    await asyncio.sleep(0)
+    pool = loop_pools()["checked"]
+    for steps in range(40):
+        task = asyncio.create_task(native(backend_pid)("checked"))
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.sleep(0)
+        assert pool.idle == pool.size, f"cancelled after {steps} steps: a connection is lost"
+    assert await native(backend_pid)("checked")
+
+
 def test_pools_close_when_the_loop_ends():
     async def main():
         pids = await asyncio.gather(*(native(backend_pid)("default", 0.05) for _ in range(5)))
