@@ -1,8 +1,9 @@
 """Run the reliability scenarios against the real servers and print the books.
 
-    python -m chaos                      # every scenario, PostgreSQL, MariaDB/MySQL, SQLite
+    python -m chaos                      # every scenario, PostgreSQL, PgBouncer, MariaDB/MySQL, SQLite
     python -m chaos --quick              # fewer tasks and requests (CI: under 2 minutes)
     python -m chaos --db postgresql --scenarios "4a 1"
+    python -m chaos --db pgbouncer       # PostgreSQL through a PgBouncer of the runner's (scenario 7)
 
 Each database runs in a process of its own (``--child``), which configures
 Django for it (``chaos/settings.py``), runs the scenarios that apply
@@ -13,6 +14,11 @@ columns that must be 0: failed unexpectedly, hung, leaked connections,
 leaked tasks, broken invariants. Exit status 1 if any of them is not 0 (or a
 database could not be run). JSON: ``bench/results/chaos-latest.json``
 (``--quick``: ``bench/results/logs/chaos-quick.json``; ``--out`` to choose).
+
+For ``pgbouncer`` this process starts PgBouncer (``chaos/pgbouncer.py``)
+before the child and stops it after, whatever happened. Without PgBouncer
+installed that database is skipped, with the reason (a failure under
+``TANDEM_REQUIRE_SERVICES=1``).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-DATABASES = ("postgresql", "mysql", "sqlite")
+DATABASES = ("postgresql", "pgbouncer", "mysql", "sqlite")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -79,7 +85,58 @@ def child(args: argparse.Namespace) -> int:
 # -- the parent: every database, the table -----------------------------------------------
 
 
-def run_child(db: str, args: argparse.Namespace) -> tuple[dict, float]:
+def _row(db: str, title: str, seconds: float, *, unexpected: int = 0, hung: int = 0, **extra) -> dict:
+    """A row for a database that gave no rows of its own: why (failed, hung, skipped)."""
+    return {
+        "key": "-",
+        "title": title,
+        "database": db,
+        "requests": 0,
+        "injected_faults": 0,
+        "failed_as_expected": 0,
+        "failed_unexpectedly": unexpected,
+        "hung": hung,
+        "leaked_connections": 0,
+        "leaked_tasks": 0,
+        "broken_invariants": 0,
+        "broken_what": [],
+        "ok": not (unexpected or hung),
+        "notes": [title],
+        "memory_before_mb": 0,
+        "memory_after_mb": 0,
+        "max_loop_lag_ms": 0,
+        "figures": {},
+        "seconds": round(seconds, 2),
+        **extra,
+    }
+
+
+def run_behind_pgbouncer(args: argparse.Namespace) -> tuple[dict, float]:
+    """The ``pgbouncer`` database: start PgBouncer, run the child through it, stop PgBouncer."""
+    from chaos import pgbouncer
+
+    db = "pgbouncer"
+    started = time.perf_counter()
+    try:
+        bouncer = pgbouncer.PgBouncer.start(pgbouncer.Server.from_environment())
+    except pgbouncer.Unavailable as exc:
+        if os.environ.get("TANDEM_REQUIRE_SERVICES") == "1":
+            why = f"TANDEM_REQUIRE_SERVICES=1 but {exc}"
+            return {"database": db, "server": "", "rows": [_row(db, why, 0, unexpected=1)]}, 0.0
+        row = _row(db, f"skipped: {exc}", 0, skipped=str(exc))
+        return {"database": db, "server": "", "rows": [row]}, 0.0
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        row = _row(db, f"PgBouncer could not be started: {exc}", time.perf_counter() - started, unexpected=1)
+        return {"database": db, "server": "", "rows": [row]}, time.perf_counter() - started
+    with bouncer:
+        info, elapsed = run_child(db, args, {pgbouncer.PORT_ENV: str(bouncer.port)})
+    info["server"] = f"{bouncer.version} (pool_mode = transaction) in front of PostgreSQL {info['server']}"
+    return info, elapsed
+
+
+def run_child(
+    db: str, args: argparse.Namespace, extra_env: dict[str, str] | None = None
+) -> tuple[dict, float]:
     """Run one database's process; its results (or a row saying why there are none)."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
         results = Path(handle.name)
@@ -102,6 +159,7 @@ def run_child(db: str, args: argparse.Namespace) -> tuple[dict, float]:
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "DJANGO_SETTINGS_MODULE": "chaos.settings",
         "TANDEM_CHAOS_DB": db,
+        **(extra_env or {}),
     }
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
@@ -114,6 +172,12 @@ def run_child(db: str, args: argparse.Namespace) -> tuple[dict, float]:
         os.killpg(process.pid, signal.SIGABRT)  # faulthandler prints every thread's stack
         process.wait()
         why = f"the {db} process was still running after {args.timeout:g} s (hung)"
+    except BaseException:
+        # Ctrl-C or SIGTERM: the child is in a session of its own, so it would
+        # run on (against a PgBouncer stopped meanwhile). It stops with us.
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
     elapsed = time.perf_counter() - started
     try:
         info = json.loads(results.read_text()) if results.stat().st_size else None
@@ -121,29 +185,9 @@ def run_child(db: str, args: argparse.Namespace) -> tuple[dict, float]:
         results.unlink(missing_ok=True)
     if info is None or why:
         info = info or {"database": db, "server": "", "rows": []}
-        info["rows"].append(
-            {
-                "key": "-",
-                "title": why or f"the {db} process gave no results",
-                "database": db,
-                "requests": 0,
-                "injected_faults": 0,
-                "failed_as_expected": 0,
-                "failed_unexpectedly": 0 if "hung" in (why or "") else 1,
-                "hung": 1 if "hung" in (why or "") else 0,
-                "leaked_connections": 0,
-                "leaked_tasks": 0,
-                "broken_invariants": 0,
-                "broken_what": [],
-                "ok": False,
-                "notes": [why or "no results"],
-                "memory_before_mb": 0,
-                "memory_after_mb": 0,
-                "max_loop_lag_ms": 0,
-                "figures": {},
-                "seconds": round(elapsed, 2),
-            }
-        )
+        hung = "hung" in (why or "")
+        title = why or f"the {db} process gave no results"
+        info["rows"].append(_row(db, title, elapsed, unexpected=0 if hung else 1, hung=1 if hung else 0))
     return info, elapsed
 
 
@@ -199,15 +243,21 @@ def versions() -> dict[str, str]:
     return found
 
 
+def _exit_on_sigterm(signum: int, frame) -> None:
+    # As for Ctrl-C: unwind, so that the child and PgBouncer are stopped.
+    raise SystemExit(128 + signum)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.child:
         return child(args)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     started = time.perf_counter()
     print(f"chaos: {'quick' if args.quick else 'full'} run on {', '.join(args.db)}", flush=True)
     infos, seconds = [], {}
     for db in args.db:
-        info, seconds[db] = run_child(db, args)
+        info, seconds[db] = run_behind_pgbouncer(args) if db == "pgbouncer" else run_child(db, args)
         infos.append(info)
     rows = [row for info in infos for row in info["rows"]]
     total = time.perf_counter() - started
@@ -217,6 +267,8 @@ def main(argv=None) -> int:
     print(table(rows))
     print()
     for row in rows:
+        if row.get("skipped"):
+            print(f"  {row['database']}: skipped: {row['skipped']}")
         problems = row["broken_what"] + ([] if row["ok"] else row["notes"])
         for problem in problems:
             print(f"  {row['key']} {row['database']}: {problem}")
@@ -243,7 +295,8 @@ def main(argv=None) -> int:
     if not ok:
         print("chaos: FAILED (a must-be-0 column is not 0, or a database could not be run)")
         return 1
-    print("chaos: the books balance")
+    skipped = sorted({row["database"] for row in rows if row.get("skipped")})
+    print(f"chaos: the books balance{'; skipped: ' + ', '.join(skipped) if skipped else ''}")
     return 0
 
 

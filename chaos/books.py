@@ -8,6 +8,12 @@ books must balance (``balance``): no connection checked out or left in a
 transaction, on the pool's side or the server's; no asyncio task left
 behind; every pool back to its normal size; and, once the loop has closed,
 no session and no worker thread left at all (``after_loop``).
+
+Behind PgBouncer (the ``pgbouncer`` database) tandem's connections are
+PgBouncer's clients, and the server's sessions are PgBouncer's own, pooled
+across clients: the books count the clients against tandem's pools, and
+require the server sessions to be idle, outside any transaction, and no more
+than PgBouncer's pool size (``_pgbouncer_agrees``).
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from chaos.server import Admin
+from chaos import pgbouncer
+from chaos.server import Admin, BehindPgBouncer
 
 T = TypeVar("T")
 NOTES_KEPT = 20  # details kept for each kind of problem
@@ -98,6 +105,9 @@ class Tally:
             "leaked connections": self.leaked_connections,
             "leaked tasks": self.leaked_tasks,
             "broken invariants": self.broken,
+            # What the loop's exception handler reported: an exception nobody
+            # retrieved, a task destroyed while pending, a failing callback.
+            "loop errors": self.figures.get("loop_errors", 0),
         }
 
     @property
@@ -227,6 +237,9 @@ async def balance(run: Run) -> None:
     if run.vendor == "sqlite":
         return
     held = sum(p.size for p in pools.values())
+    if run.vendor == "pgbouncer":
+        await _pgbouncer_agrees(run, held, checked_out)
+        return
     sessions: list = []
 
     async def server_agrees() -> bool:
@@ -247,6 +260,76 @@ async def balance(run: Run) -> None:
     tally.figures["server_sessions_at_end"] = len(sessions)
 
 
+def _pgbouncer_problems(seen: BehindPgBouncer, held: int) -> list[str]:
+    """What is wrong with PgBouncer's view of the runner's database, if anything."""
+    problems = []
+    if len(seen.clients) > held:
+        problems.append(f"{len(seen.clients)} client connections for {held} pooled connections")
+    busy_clients = [c.state + (" linked" if c.linked else "") for c in seen.clients if c.busy]
+    if busy_clients:
+        problems.append(f"clients holding or waiting for a server connection: {busy_clients}")
+    busy = [(s.id, s.state) for s in seen.servers if s.busy]
+    if busy:
+        problems.append(f"server sessions busy or in a transaction: {busy}")
+    if len(seen.servers) > pgbouncer.POOL_SIZE:
+        problems.append(f"{len(seen.servers)} server sessions, above PgBouncer's {pgbouncer.POOL_SIZE}")
+    return problems
+
+
+def _pgbouncer_figures(seen: BehindPgBouncer) -> dict[str, Any]:
+    keys = ("cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_used", "sv_login", "maxwait")
+    return {
+        "clients": len(seen.clients),
+        "server_sessions": len(seen.servers),
+        "pool": {key: seen.pool[key] for key in keys if key in seen.pool},
+    }
+
+
+async def _pgbouncer_agrees(run: Run, held: int, checked_out: int) -> None:
+    """The books behind PgBouncer (transaction mode), on the scenario's loop.
+
+    PgBouncer's clients are tandem's connections: no more than the pools
+    hold, and none holding a server connection or waiting for one (in
+    transaction mode a client holds one only inside a transaction). The
+    server's sessions are PgBouncer's: none running or idle in a
+    transaction, and no more than its pool size; idle ones are its pool.
+    """
+    tally = run.tally
+    seen = await run.admin.behind_pgbouncer()
+
+    async def agrees() -> bool:
+        nonlocal seen
+        seen = await run.admin.behind_pgbouncer()
+        return not _pgbouncer_problems(seen, held)
+
+    if not await _settle(agrees):
+        # As for a server: what tandem's pools already count as checked out is not counted twice.
+        tally.leaked_connections += max(
+            len(seen.clients) - held,
+            sum(c.busy for c in seen.clients) - checked_out,
+            sum(s.busy for s in seen.servers) - checked_out,
+            len(seen.servers) - pgbouncer.POOL_SIZE,
+            0,
+        )
+        tally.note(f"PgBouncer: {'; '.join(_pgbouncer_problems(seen, held))}")
+    tally.figures["pgbouncer_at_end"] = _pgbouncer_figures(seen)
+    tally.figures["server_sessions_at_end"] = len(seen.servers)
+
+
+async def _left_after_loop(admin: Admin, vendor: str) -> tuple[int, str]:
+    """Connections left once the loop closed: how many, and what they are."""
+    if vendor == "sqlite":
+        return 0, "no server"
+    if vendor == "pgbouncer":
+        # PgBouncer keeps its idle server connections (its pool): only
+        # clients, or server sessions still busy, are left over.
+        seen = await admin.behind_pgbouncer()
+        busy = sum(s.busy for s in seen.servers)
+        return len(seen.clients) + busy, f"{len(seen.clients)} PgBouncer clients, {busy} busy server sessions"
+    sessions = await admin.sessions()
+    return len(sessions), f"{len(sessions)} server sessions"
+
+
 def worker_threads() -> list[threading.Thread]:
     """tandem's driver threads still alive (SQLite and MySQL connections, MySQL kills)."""
     return [t for t in threading.enumerate() if t.name.startswith(("tandem-db", "tandem-mysql-kill"))]
@@ -259,16 +342,13 @@ def after_loop(tally: Tally, vendor: str) -> None:
         async with Admin(vendor) as admin:
 
             async def gone() -> bool:
-                return not worker_threads() and not (vendor != "sqlite" and await admin.sessions())
+                return not worker_threads() and not (await _left_after_loop(admin, vendor))[0]
 
             if not await _settle(gone):
                 threads = worker_threads()
-                sessions = await admin.sessions() if vendor != "sqlite" else []
-                tally.leaked_connections += max(len(sessions), len(threads))
-                tally.note(
-                    f"after the loop closed: {len(sessions)} server sessions, "
-                    f"{len(threads)} worker threads still alive"
-                )
+                left, what = await _left_after_loop(admin, vendor)
+                tally.leaked_connections += max(left, len(threads))
+                tally.note(f"after the loop closed: {what}, {len(threads)} worker threads still alive")
 
     asyncio.run(check())
 

@@ -65,6 +65,8 @@ class Watch(logging.Handler):
         if self.samples:
             tally.figures["log_samples"] = self.samples
         tally.figures["loop_errors"] = self.counts["asyncio"]
+        if self.counts["asyncio"]:
+            tally.note(f"{self.counts['asyncio']} errors reported by the loop; the first: {self.samples}")
         tally.figures["gc_max_pause_ms"] = round(self.gc_max * 1000, 1)
 
 

@@ -5,6 +5,12 @@ and kills them. PostgreSQL is reached with psycopg's own ``AsyncConnection``
 (never through tandem), MariaDB/MySQL with mysqlclient in a thread: the
 runner's own queries never go through the code under test, and never block
 the loop the scenario runs on.
+
+``pgbouncer`` (scenario 7) is PostgreSQL behind the runner's PgBouncer: the
+admin connection goes to PostgreSQL directly, where the sessions on the
+runner's database are PgBouncer's server connections (the ones the killer
+ends); tandem's own connections are PgBouncer's clients, which its admin
+console shows (``Admin.behind_pgbouncer``).
 """
 
 from __future__ import annotations
@@ -15,7 +21,10 @@ from typing import Any
 
 from django.conf import settings
 
+from chaos.pgbouncer import Client, Console
+
 ADMIN_APPLICATION_NAME = "tandem-chaos-admin"
+POSTGRES = ("postgresql", "pgbouncer")  # the databases whose server is PostgreSQL
 
 
 @dataclass(frozen=True)
@@ -32,9 +41,18 @@ class Session:
         return self.in_transaction or self.state.lower() not in ("idle", "sleep")
 
 
+@dataclass(frozen=True)
+class BehindPgBouncer:
+    """The runner's database as PgBouncer and the server behind it hold it."""
+
+    clients: list[Client]  # PgBouncer's client connections: tandem's connections
+    servers: list[Session]  # the server's sessions: PgBouncer's server connections
+    pool: dict[str, Any]  # PgBouncer's SHOW POOLS row (cl_waiting, sv_active, sv_idle...)
+
+
 def _admin_params(vendor: str) -> dict[str, Any]:
-    db = settings.DATABASES["setup"]
-    if vendor == "postgresql":
+    db = settings.ADMIN  # the server itself, never PgBouncer
+    if vendor in POSTGRES:
         return {
             "host": db["HOST"],
             "port": int(db["PORT"] or 5432),
@@ -50,7 +68,7 @@ def _admin_params(vendor: str) -> dict[str, Any]:
 def create_database(vendor: str) -> None:
     """Sync: create the runner's database on the server if it does not exist."""
     name = settings.NAME
-    if vendor == "postgresql":
+    if vendor in POSTGRES:
         import psycopg
 
         with psycopg.connect(**_admin_params(vendor)) as conn:
@@ -70,7 +88,7 @@ def create_database(vendor: str) -> None:
 
 def server_version(vendor: str) -> str:
     """Sync: the server's version string ("" for SQLite: the library's)."""
-    if vendor == "postgresql":
+    if vendor in POSTGRES:
         import psycopg
 
         with psycopg.connect(**_admin_params(vendor)) as conn:
@@ -95,12 +113,15 @@ class Admin:
         self.vendor = vendor
         self._conn: Any = None
         self._lock = asyncio.Lock()
+        self._console: Console | None = None
 
     async def __aenter__(self) -> Admin:
-        if self.vendor == "postgresql":
+        if self.vendor in POSTGRES:
             import psycopg
 
             self._conn = await psycopg.AsyncConnection.connect(**_admin_params(self.vendor))
+            if self.vendor == "pgbouncer":
+                self._console = await Console.connect(settings.PGBOUNCER_CONSOLE, settings.NAME)
         elif self.vendor == "mysql":
             import MySQLdb
 
@@ -108,7 +129,9 @@ class Admin:
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
-        if self.vendor == "postgresql":
+        if self._console is not None:
+            await self._console.close()
+        if self.vendor in POSTGRES:
             await self._conn.close()
         elif self.vendor == "mysql":
             await asyncio.to_thread(self._conn.close)
@@ -126,7 +149,16 @@ class Admin:
             return await asyncio.to_thread(run)
 
     async def sessions(self) -> list[Session]:
-        """The sessions tandem's pools hold on the runner's database."""
+        """The sessions tandem's pools hold on the runner's database (behind PgBouncer: PgBouncer's)."""
+        if self.vendor == "pgbouncer":
+            # Every session on this database is one of PgBouncer's server
+            # connections; their application_name is whichever client last used them.
+            cursor = await self._conn.execute(
+                "SELECT pid, coalesce(state, ''), coalesce(state, '') LIKE 'idle in transaction%%' "
+                "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                [settings.NAME],
+            )
+            return [Session(*row) for row in await cursor.fetchall()]
         if self.vendor == "postgresql":
             cursor = await self._conn.execute(
                 "SELECT pid, coalesce(state, ''), coalesce(state, '') LIKE 'idle in transaction%%' "
@@ -147,7 +179,7 @@ class Admin:
 
     async def kill(self, session_id: int) -> bool:
         """End session ``session_id`` from outside; True if the server did."""
-        if self.vendor == "postgresql":
+        if self.vendor in POSTGRES:
             cursor = await self._conn.execute("SELECT pg_terminate_backend(%s)", [session_id])
             return bool((await cursor.fetchone())[0])
         import MySQLdb
@@ -157,3 +189,27 @@ class Admin:
         except MySQLdb.OperationalError:  # 1094: unknown thread id (it ended meanwhile)
             return False
         return True
+
+    async def behind_pgbouncer(self) -> BehindPgBouncer:
+        """``pgbouncer`` only: PgBouncer's clients and pool, and the server's sessions."""
+        assert self._console is not None, "only the pgbouncer database has PgBouncer"
+        clients, pool = await self._console.clients(), await self._console.pool()
+        return BehindPgBouncer(clients, await self.sessions(), pool)
+
+    async def running_queries(self) -> list[str]:
+        """The text of every statement tandem's sessions are running right now."""
+        if self.vendor == "postgresql":
+            cursor = await self._conn.execute(
+                "SELECT query FROM pg_stat_activity WHERE datname = %s AND application_name = %s "
+                "AND state = 'active' AND pid <> pg_backend_pid()",
+                [settings.NAME, settings.APPLICATION_NAME],
+            )
+            return [row[0] for row in await cursor.fetchall()]
+        if self.vendor == "mysql":
+            rows = await self._mysql(
+                "SELECT INFO FROM information_schema.PROCESSLIST "
+                "WHERE DB = %s AND COMMAND = 'Query' AND ID <> CONNECTION_ID()",
+                [settings.NAME],
+            )
+            return [row[0] or "" for row in rows]
+        return []

@@ -1,12 +1,21 @@
 """Django settings for one database under the chaos runner.
 
 The runner starts one process per database and names it in
-``TANDEM_CHAOS_DB`` (``postgresql``, ``mysql`` or ``sqlite``). Servers are
-found like tandem's own suite finds them (``TANDEM_POSTGRES_URL``,
-``TANDEM_MYSQL_URL``), but the runner uses databases of its own,
-``tandem_chaos_<django version>``, created if missing, so that it never
-touches the test suite's or CI's databases and that the two supported
-Django versions can run side by side.
+``TANDEM_CHAOS_DB`` (``postgresql``, ``pgbouncer``, ``mysql`` or
+``sqlite``). Servers are found like tandem's own suite finds them
+(``TANDEM_POSTGRES_URL``, ``TANDEM_MYSQL_URL``), but the runner uses
+databases of its own, ``tandem_chaos_<django version>``, created if missing,
+so that it never touches the test suite's or CI's databases and that the two
+supported Django versions can run side by side.
+
+``pgbouncer`` is PostgreSQL reached through the PgBouncer the runner started
+(``chaos/pgbouncer.py``, in transaction mode, its port in
+``TANDEM_CHAOS_PGBOUNCER_PORT``), on a database of its own,
+``tandem_chaos_pgbouncer_<django version>``, so that it never shares one with
+a ``postgresql`` run. Its aliases are set as a project behind PgBouncer in
+transaction mode must set them: no server-side cursors, no prepared
+statements (see docs/reliability.md, scenario 7). The runner's own admin
+connection goes to PostgreSQL directly (``ADMIN``).
 
 Aliases, all on that one database:
 
@@ -27,6 +36,9 @@ from urllib.parse import urlsplit
 
 import django
 
+from chaos import pgbouncer
+from chaos.proxy import free_port as _free_port
+
 DB = os.environ.get("TANDEM_CHAOS_DB", "postgresql")
 POSTGRES_URL = os.environ.get("TANDEM_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("TANDEM_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
@@ -34,9 +46,11 @@ SQLITE_DIR = Path(os.environ.get("TANDEM_SQLITE_DIR", tempfile.gettempdir())) / 
 VERSION = "{}{}".format(*django.VERSION[:2])
 
 # The database every alias uses, and how the server tells our sessions apart.
-NAME = f"tandem_chaos_{VERSION}"
-APPLICATION_NAME = f"tandem-chaos-{VERSION}"  # PostgreSQL: the pools' sessions
-SETUP_APPLICATION_NAME = f"tandem-chaos-setup-{VERSION}"
+# pgbouncer's is its own: a postgresql run may use tandem_chaos_<version> meanwhile.
+_PREFIX = "tandem_chaos_pgbouncer" if DB == "pgbouncer" else "tandem_chaos"
+NAME = f"{_PREFIX}_{VERSION}"
+APPLICATION_NAME = f"{_PREFIX.replace('_', '-')}-{VERSION}"  # PostgreSQL: the pools' sessions
+SETUP_APPLICATION_NAME = f"{_PREFIX.replace('_', '-')}-setup-{VERSION}"
 
 # Pool options of each alias (docs/howto/pool.md).
 POOLS = {
@@ -57,10 +71,31 @@ def _server(url: str, default_user: str) -> dict:
     }
 
 
+def _pgbouncer_port() -> str:
+    port = os.environ.get(pgbouncer.PORT_ENV)
+    if not port:
+        raise RuntimeError(f"TANDEM_CHAOS_DB=pgbouncer needs {pgbouncer.PORT_ENV}: use python -m chaos")
+    return port
+
+
 def _alias(alias: str) -> dict:
     if DB == "postgresql":
         entry = {"ENGINE": "tandem.db.backends.postgresql", **_server(POSTGRES_URL, "postgres")}
         options: dict = {"application_name": APPLICATION_NAME}
+    elif DB == "pgbouncer":
+        entry = {
+            "ENGINE": "tandem.db.backends.postgresql",
+            **_server(POSTGRES_URL, "postgres"),
+            "HOST": "127.0.0.1",
+            "PORT": _pgbouncer_port(),
+            # A server-side cursor outside a transaction is declared WITH HOLD
+            # and read in later transactions, which PgBouncer may send to
+            # another server connection.
+            "DISABLE_SERVER_SIDE_CURSORS": True,
+        }
+        # Django's default, spelled out: psycopg never prepares a statement
+        # (a named prepared statement lives on one server connection).
+        options = {"application_name": APPLICATION_NAME, "prepare_threshold": None}
     elif DB == "mysql":
         entry = {"ENGINE": "tandem.db.backends.mysql", **_server(MYSQL_URL, "root")}
         options = {"charset": "utf8mb4"}
@@ -71,9 +106,9 @@ def _alias(alias: str) -> dict:
         # would make every holder queue for the write lock at BEGIN).
         options = {"transaction_mode": "DEFERRED"} if alias in ("exhaust", "queue") else {}
     else:
-        raise RuntimeError(f"TANDEM_CHAOS_DB={DB!r}: use postgresql, mysql or sqlite")
+        raise RuntimeError(f"TANDEM_CHAOS_DB={DB!r}: use postgresql, pgbouncer, mysql or sqlite")
     if alias == "setup":
-        if DB == "postgresql":
+        if DB in ("postgresql", "pgbouncer"):
             options["application_name"] = SETUP_APPLICATION_NAME
     else:
         options["pool"] = POOLS[alias]
@@ -81,6 +116,47 @@ def _alias(alias: str) -> dict:
 
 
 DATABASES = {alias: _alias(alias) for alias in ("default", "exhaust", "queue", "setup")}
+
+
+# Scenario 2 (outage): the same database through the runner's TCP proxy
+# (chaos/proxy.py), which cuts and freezes it. The timeouts are the ones a
+# project sets to bound how long a request can wait for a server that is
+# down (docs/reliability.md, "Server outage"): connecting, the pool, and a
+# statement (server-side; MariaDB's client also gets a read timeout).
+OUTAGE_PORT = _free_port()
+OUTAGE_TIMEOUTS = {"connect": 2, "pool": 3.0, "statement": 1.0, "read": 3}
+
+
+def _outage_alias(health_checks: bool) -> dict:
+    entry = {**DATABASES["default"], "HOST": "127.0.0.1", "PORT": str(OUTAGE_PORT)}
+    options = {**entry["OPTIONS"], "connect_timeout": OUTAGE_TIMEOUTS["connect"]}
+    options["pool"] = {"max_size": 10, "timeout": OUTAGE_TIMEOUTS["pool"]}
+    statement_ms = int(OUTAGE_TIMEOUTS["statement"] * 1000)
+    if DB == "postgresql":
+        options["options"] = f"-c statement_timeout={statement_ms}"
+    else:
+        options["init_command"] = f"SET SESSION max_statement_time={OUTAGE_TIMEOUTS['statement']:g}"
+        options["read_timeout"] = OUTAGE_TIMEOUTS["read"]
+    return {**entry, "OPTIONS": options, "CONN_HEALTH_CHECKS": health_checks}
+
+
+if DB in ("postgresql", "mysql"):
+    DATABASES["outage"] = _outage_alias(health_checks=True)
+    DATABASES["outage_unchecked"] = _outage_alias(health_checks=False)
+
+# Where the runner's admin connection goes: the server itself, never PgBouncer.
+if DB in ("postgresql", "pgbouncer"):
+    ADMIN = _server(POSTGRES_URL, "postgres")
+elif DB == "mysql":
+    ADMIN = _server(MYSQL_URL, "root")
+else:
+    ADMIN = {}
+# PgBouncer's admin console (the special "pgbouncer" database), as the server's user.
+PGBOUNCER_CONSOLE = (
+    pgbouncer.console_params(int(_pgbouncer_port()), ADMIN["USER"], ADMIN["PASSWORD"])
+    if DB == "pgbouncer"
+    else None
+)
 
 INSTALLED_APPS = ["tandem", "chaos.app"]
 SECRET_KEY = "tandem-chaos"

@@ -6,4 +6,8 @@ urlpatterns = [
     path("read/<int:n>/", views.read),
     path("write/<int:n>/", views.write),
     path("children/<int:n>/", views.children),
+    path("stages/<int:n>/", views.stages),
+    path("on/<str:alias>/<int:n>/", views.on_alias),
+    path("slow/<str:alias>/", views.slow),
+    path("session/<str:kind>/<int:n>/", views.session),
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 
-from django.db import connection
+from django.db import connection, connections, transaction
 from django.http import JsonResponse
 
 from chaos.app.models import Pair
@@ -22,16 +22,21 @@ from tandem import aatomic, native
 ECHO_AFTER = {
     "postgresql": "SELECT %s::int, pg_sleep(%s)",
     "mysql": "SELECT %s, SLEEP(%s)",
-    "sqlite": "SELECT %s, %s",  # no server to kill: the kill scenario does not run on SQLite
+    # No sleep in SQLite: count rows for about that long (~8 million a second).
+    "sqlite": "SELECT %s, (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+    "WHERE x < %s * 8000000) SELECT count(*) FROM c)",
 }
 # How long each view's slow query takes, seconds.
 QUERY_SECONDS = 0.02
+# Where each ``stages`` request has got to, by request number: the abandon
+# scenario reads it to tell where its disconnect landed.
+STAGES: dict[int, str] = {}
 
 
-def echo(n: int) -> int:
-    """Sync: ``n``, sent through the database and back."""
-    with connection.cursor() as cursor:
-        cursor.execute(ECHO_AFTER[connection.vendor], [n, QUERY_SECONDS])
+def echo(n: int, seconds: float = QUERY_SECONDS, using: str = "default") -> int:
+    """Sync: ``n``, sent through the database (alias ``using``) and back after ``seconds``."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(ECHO_AFTER[connections[using].vendor], [n, seconds])
         return cursor.fetchone()[0]
 
 
@@ -62,3 +67,122 @@ async def children(request, n: int):
         async with asyncio.TaskGroup() as group:
             answers = [group.create_task(half(1)), group.create_task(half(2))]
     return JsonResponse({"n": answers[0].result()})
+
+
+async def stages(request, n: int):
+    """A connection, a query of ``?query=`` seconds, a transaction around one of ``?tx=``.
+
+    Each stage is written down in ``STAGES`` before it starts, so a request
+    abandoned by its client tells where it was: waiting for the pool (or
+    connecting), in the query, in the transaction; ``done`` once it
+    committed. The transaction writes the request's two ``Pair`` rows.
+    """
+    query, tx = float(request.GET.get("query", 0)), float(request.GET.get("tx", 0))
+    STAGES[n] = "pool"
+    await native(connection.ensure_connection)()
+    STAGES[n] = "query"
+    answer = await native(echo)(n, query)
+    STAGES[n] = "transaction"
+    async with aatomic():
+        await Pair.objects.acreate(request=n, half=1)
+        await native(echo)(n, tx)
+        await Pair.objects.acreate(request=n, half=2)
+    STAGES[n] = "done"
+    return JsonResponse({"n": answer})
+
+
+def _read_and_write(n: int, using: str) -> int:
+    answer = echo(n, QUERY_SECONDS, using)
+    with transaction.atomic(using=using):
+        Pair.objects.using(using).create(request=n, half=1)
+        Pair.objects.using(using).create(request=n, half=2)
+    return answer
+
+
+async def on_alias(request, alias: str, n: int):
+    """``read`` then ``write``'s transaction, on database alias ``alias``, in one unit of work."""
+    return JsonResponse({"n": await native(_read_and_write)(n, alias)})
+
+
+async def slow(request, alias: str):
+    """A query of ``?seconds=`` on ``alias``: longer than its statement timeout, it fails."""
+    seconds = float(request.GET["seconds"])
+    return JsonResponse({"n": await native(echo)(0, seconds, alias)})
+
+
+# Scenario 6: what a request may change in its connection's session, by vendor
+# (statements, run in order), and one query that reads all of it back.
+CHANGES = {
+    "postgresql": {
+        "search_path": ["SET search_path TO chaos_elsewhere, public"],
+        "role": ["SET ROLE chaos_probe"],
+        "time_zone": ["SET TIME ZONE 'Pacific/Auckland'"],
+        "set_config": ["SELECT set_config('chaos.tenant', '42', false)"],
+        "temporary_table": ["CREATE TEMP TABLE chaos_leak (i int)"],
+        "advisory_lock": ["SELECT pg_advisory_lock(pg_backend_pid())"],
+        "prepared_statement": ["PREPARE chaos_leak AS SELECT 1"],
+    },
+    "mysql": {
+        "user_variable": ["SET @chaos_tenant = 42"],
+        "session_variable": ["SET SESSION wait_timeout = 12345"],
+        "time_zone": ["SET time_zone = '+05:00'"],
+        # MariaDB lists no temporary tables: this one hides a real, empty table.
+        "temporary_table": [
+            "CREATE TEMPORARY TABLE chaos_shadow (i int)",
+            "INSERT INTO chaos_shadow VALUES (1)",
+        ],
+        "named_lock": ["SELECT GET_LOCK(CONCAT('chaos_', CONNECTION_ID()), 0)"],
+    },
+    "sqlite": {
+        "temporary_table": ["CREATE TEMP TABLE chaos_leak (i int)"],
+    },
+}
+# (The probes must not look like a session change themselves: tandem's test
+# is cautious, and would close every connection after its probe.)
+PROBES = {
+    "postgresql": (
+        "SELECT current_setting('search_path') AS search_path, current_user AS role, "
+        "current_setting('TimeZone') AS time_zone, "
+        "coalesce(current_setting('chaos.tenant', true), '') AS tenant, "
+        "(SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema() "
+        "AND relname = 'chaos_leak') AS temporary_table, "
+        "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()) AS locks, "
+        "(SELECT count(*) FROM pg_prepared_statements) AS prepared_statements"
+    ),
+    "mysql": (
+        "SELECT @chaos_tenant AS tenant, @@SESSION.wait_timeout AS wait_timeout, "
+        "@@SESSION.time_zone AS time_zone, "
+        "IS_USED_LOCK(CONCAT('chaos_', CONNECTION_ID())) IS NOT NULL AS named_lock, "
+        "(SELECT COUNT(*) FROM chaos_shadow) AS shadow_rows"
+    ),
+    "sqlite": "SELECT count(*) AS temporary_table FROM sqlite_temp_master WHERE name = 'chaos_leak'",
+}
+SETUP = {
+    "postgresql": [
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'chaos_probe') "
+        "THEN CREATE ROLE chaos_probe NOLOGIN; END IF; END $$"
+    ],
+    "mysql": ["CREATE TABLE IF NOT EXISTS chaos_shadow (i int)"],
+    "sqlite": [],
+}
+
+
+def session_setup() -> None:
+    """Sync: what the changes need (a role to switch to, a table to hide)."""
+    with connection.cursor() as cursor:
+        for sql in SETUP[connection.vendor]:
+            cursor.execute(sql)
+
+
+def _change_and_probe(kind: str) -> dict:
+    with connection.cursor() as cursor:
+        for sql in CHANGES[connection.vendor].get(kind, []):
+            cursor.execute(sql)
+        cursor.execute(PROBES[connection.vendor])
+        names = [column[0] for column in cursor.description]
+        return {name: str(value) for name, value in zip(names, cursor.fetchone(), strict=True)}
+
+
+async def session(request, kind: str, n: int):
+    """Change the session as ``kind`` says (``probe``: not at all), then read it back."""
+    return JsonResponse({"n": n, "probe": await native(_change_and_probe)(kind)})

@@ -11,10 +11,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from chaos.books import Run
-from chaos.scenarios import isolation, kills, pool
+from chaos.scenarios import abandon, isolation, kills, outage, pool, session
 
 ALL = ("postgresql", "mysql", "sqlite")
 SERVERS = ("postgresql", "mysql")
+# Scenario 7: these also run through PgBouncer in transaction mode (the "pgbouncer" database).
+ALL_AND_PGBOUNCER = (*ALL, "pgbouncer")
+SERVERS_AND_PGBOUNCER = (*SERVERS, "pgbouncer")
 
 
 @dataclass(frozen=True)
@@ -29,10 +32,15 @@ class Scenario:
 
 
 SCENARIOS = (
-    Scenario("4a", "pool exhaustion: waiters time out", pool.timeouts, ALL, 60),
-    Scenario("4b", "pool exhaustion: cancelled waiters", pool.cancelled_waiters, ALL, 60),
-    Scenario("5a", "isolation: transfers, some rolled back", isolation.transfers, ALL, 180),
-    Scenario("5b", "isolation: savepoints", isolation.savepoints, ALL, 180),
-    Scenario("5c", "isolation: child tasks", isolation.child_tasks, ALL, 180),
-    Scenario("1", "killed connections under load", kills.killed_connections, SERVERS, 240),
+    Scenario("4a", "pool exhaustion: waiters time out", pool.timeouts, ALL_AND_PGBOUNCER, 60),
+    Scenario("4b", "pool exhaustion: cancelled waiters", pool.cancelled_waiters, ALL_AND_PGBOUNCER, 60),
+    Scenario("5a", "isolation: transfers, some rolled back", isolation.transfers, ALL_AND_PGBOUNCER, 180),
+    Scenario("5b", "isolation: savepoints", isolation.savepoints, ALL_AND_PGBOUNCER, 180),
+    Scenario("5c", "isolation: child tasks", isolation.child_tasks, ALL_AND_PGBOUNCER, 180),
+    Scenario("1", "killed connections under load", kills.killed_connections, SERVERS_AND_PGBOUNCER, 240),
+    Scenario("2a", "server stopped 5 s under load", outage.server_stopped, SERVERS, 120),
+    Scenario("2b", "server stopped, no health checks", outage.server_stopped_unchecked, SERVERS, 120),
+    Scenario("2c", "server frozen 5 s under load", outage.server_frozen, SERVERS, 120),
+    Scenario("3", "abandoned requests", abandon.abandoned_requests, ALL, 600),
+    Scenario("6", "session state never leaks", session.session_state, ALL, 180),
 )
