@@ -48,7 +48,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--scenarios", default="", help="scenario keys, space-separated (default: all)")
     parser.add_argument("--out", type=Path, help="JSON results file")
     parser.add_argument("--verbose", action="store_true", help="also list the expected errors")
-    parser.add_argument("--timeout", type=float, default=900, help="seconds per database process")
+    parser.add_argument(
+        "--soak-minutes", type=float, help="how long the soak (scenario 8) runs (default 10; --quick 0.5)"
+    )
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per database process")
     parser.add_argument("--child", metavar="DB", help=argparse.SUPPRESS)
     parser.add_argument("--child-results", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -159,6 +162,7 @@ def run_child(
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "DJANGO_SETTINGS_MODULE": "chaos.settings",
         "TANDEM_CHAOS_DB": db,
+        **({"TANDEM_CHAOS_SOAK_MINUTES": str(args.soak_minutes)} if args.soak_minutes else {}),
         **(extra_env or {}),
     }
     started = time.perf_counter()

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from chaos.books import Run
-from chaos.scenarios import abandon, isolation, kills, outage, pool, session
+from chaos.scenarios import abandon, isolation, kills, outage, pool, session, soak
 
 ALL = ("postgresql", "mysql", "sqlite")
 SERVERS = ("postgresql", "mysql")
@@ -43,4 +43,5 @@ SCENARIOS = (
     Scenario("2c", "server frozen 5 s under load", outage.server_frozen, SERVERS, 120),
     Scenario("3", "abandoned requests", abandon.abandoned_requests, ALL, 600),
     Scenario("6", "session state never leaks", session.session_state, ALL, 180),
+    Scenario("8", "soak: mixed load, c=200", soak.soak, ALL, 60 * soak.minutes_at_most() + 300),
 )
