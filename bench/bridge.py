@@ -27,6 +27,7 @@ from asgiref.sync import sync_to_async
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tandem.bridge import await_, native, set_blocking_watch
+from tandem.handlers.blocking import clock as blocking_clock
 
 
 def noop():
@@ -80,7 +81,7 @@ def watched(case):
     """Run ``case`` with the blocking detector on (a threshold no call reaches)."""
 
     def run():
-        set_blocking_watch(10.0, lambda fn, seconds, bridge: None)
+        set_blocking_watch(10.0, lambda fn, seconds, bridge: None, blocking_clock)
         try:
             return case()
         finally:

@@ -126,17 +126,19 @@ def set_unit_hook(hook: Callable[[Driver, Callable[..., Any], tuple, dict], Awai
 
 # The blocking watch: while sync code runs in a bridge it holds the loop.
 # When one stretch of it (from a switch into the bridge to the next await_()
-# or its return) lasts longer than the threshold, ``report(fn, seconds,
-# bridge)`` is called. Set by tandem.handlers.blocking; None: not watched.
-_watch: tuple[float, Callable[[Callable[..., Any], float, greenlet], None]] | None = None
+# or its return) lasts longer than the threshold, as ``clock()`` counts
+# time, ``report(fn, seconds, bridge)`` is called. Set by
+# tandem.handlers.blocking; None: not watched.
+Report = Callable[[Callable[..., Any], float, greenlet], None]
+_watch: tuple[float, Report, Callable[[], float]] | None = None
 
 
 def set_blocking_watch(
-    threshold: float | None, report: Callable[[Callable[..., Any], float, greenlet], None] | None = None
+    threshold: float | None, report: Report | None = None, clock: Callable[[], float] = time.perf_counter
 ) -> None:
     """Call ``report(fn, seconds, bridge)`` when sync code holds the loop > ``threshold`` s."""
     global _watch
-    _watch = None if threshold is None or report is None else (threshold, report)
+    _watch = None if threshold is None or report is None else (threshold, report, clock)
 
 
 def _switch(bridge: _Bridge, fn: Callable[..., Any], into: Callable[[Any], Any], value: Any) -> Any:
@@ -144,13 +146,14 @@ def _switch(bridge: _Bridge, fn: Callable[..., Any], into: Callable[[Any], Any],
     watch = _watch
     if watch is None:
         return into(value)
-    start = time.perf_counter()
+    threshold, report, clock = watch
+    start = clock()
     try:
         return into(value)
     finally:
-        held = time.perf_counter() - start
-        if held > watch[0]:
-            watch[1](fn, held, bridge)
+        held = clock() - start
+        if held > threshold:
+            report(fn, held, bridge)
 
 
 async def _drive(fn: Callable[..., R], args: tuple, kwargs: dict) -> R:

@@ -1,5 +1,6 @@
 """The blocking detector names sync code that keeps the loop too long."""
 
+import gc
 import logging
 import os
 import socket
@@ -109,3 +110,24 @@ def test_the_warning_shows_on_stderr_under_uvicorn():
         server.terminate()
         _, stderr = server.communicate(timeout=10)
     assert "tests.blocking_site.hog held the event loop for 2" in stderr, stderr
+
+
+@override_settings(TANDEM_BLOCKING_WARNING_MS=5)
+async def test_a_garbage_collection_is_not_blamed_on_the_code_it_interrupted(caplog):
+    # A full collection stops every thread wherever it is triggered; under
+    # load one can take 100 ms. The code that happened to run is innocent.
+    caplog.set_level(logging.WARNING, logger="tandem.blocking")
+    garbage = [[i] for i in range(300_000)]  # a collection must walk all of them
+
+    def collect():
+        started = time.perf_counter()
+        gc.collect()
+        return time.perf_counter() - started
+
+    took = await native(collect)()
+    assert took > 0.005, "the collection was too quick to tell"
+    assert warnings_of(caplog) == []
+
+    await native(time.sleep)(0.02)  # the same stretch, spent by the code itself, is reported
+    assert len(warnings_of(caplog)) == 1
+    del garbage
