@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from chaos.proxy import free_port
+
 # As chaos/settings.py (and the test suite) find the server.
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 # The environment variable that tells the child where PgBouncer listens.
@@ -84,12 +86,6 @@ def _die_with_parent() -> None:
     """
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _quote(value: str) -> str:
@@ -185,7 +181,7 @@ class PgBouncer:
                 os.chown(path, user.pw_uid, user.pw_gid)
         last = ""
         for _attempt in range(3):  # the free port may be taken between probe and bind
-            port = _free_port()
+            port = free_port()
             ini.write_text(config(port, server, auth_file))
             with log.open("ab") as output:
                 process = subprocess.Popen(
