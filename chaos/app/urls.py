@@ -4,6 +4,7 @@ from chaos.app import views
 
 urlpatterns = [
     path("read/<int:n>/", views.read),
+    path("steady_read/<int:n>/", views.steady_read),
     path("write/<int:n>/", views.write),
     path("children/<int:n>/", views.children),
     path("stages/<int:n>/", views.stages),
