@@ -19,13 +19,16 @@ import platform
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import django
 
-from conformance import expected, suite
+from conformance import expected, progress, sessions, suite
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "conformance" / "results"
@@ -48,44 +51,150 @@ APPS = (
     # (conformance/backends.py).
     "cache mail template_tests forms_tests model_forms model_formsets"
 ).split()
-FAILING = {"failed", "error", "unexpected_success", "missing"}
+FAILING = {"failed", "error", "unexpected_success", "missing", "timeout"}
 PASSING = {"passed", "expected_failure"}
+POLL = 1.0  # seconds between two looks at a running runtests.py
+TEST_TIMEOUT = float(os.environ.get("TANDEM_CONFORMANCE_TEST_TIMEOUT") or 300)
 
 
-def run_mode(tests: Path, db: str, mode: str, apps: list[str], args) -> dict[str, str]:
-    """Run ``apps`` of Django's suite on ``db`` in ``mode``: outcome by test id."""
+@dataclass
+class Run:
+    """What one mode's ``runtests.py`` run gave: outcomes by test id, and whether it ended."""
+
+    outcomes: dict[str, str]
+    complete: bool
+    stopped: str = ""  # why it did not end on its own, if it did not
+
+
+class TerminatedError(Exception):
+    """The runner was told to stop (SIGTERM, SIGHUP): as Ctrl-C, its runs stop with it."""
+
+
+def _stop_on_signals() -> None:
+    def stop(signum, frame):
+        raise TerminatedError(signal.Signals(signum).name)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
+
+
+def _die_with_parent() -> None:
+    """In the child, before ``runtests.py`` starts: die if this runner dies (Linux).
+
+    The one way of stopping the runner that it cannot catch is SIGKILL;
+    ``PR_SET_PDEATHSIG`` has the kernel kill ``runtests.py`` then.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _kill_group(process: subprocess.Popen, first: int, grace: float = 10.0) -> None:
+    """Send ``first`` to the run's process group, then SIGKILL to whatever is left.
+
+    ``runtests.py`` runs in a session of its own (so that a signal for its
+    group never reaches this runner); its ``--parallel`` workers are in that
+    group too. Once they are all gone, the kernel has closed their database
+    connections.
+    """
+    try:
+        os.killpg(process.pid, first)
+    except ProcessLookupError:
+        pass
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # workers may outlive the leader
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+def _end_sessions(db: str, mode: str) -> None:
+    """After a stop: end what the killed run still runs on the server (``conformance.sessions``)."""
+    try:
+        ended = sessions.end(db, mode)
+    except Exception as exc:  # report, and go on stopping
+        print(f"  {db}/{mode}: could not end its server sessions: {exc!r}", flush=True)
+        return
+    if ended:
+        print(f"  {db}/{mode}: ended {ended} server session(s) the stopped run left running", flush=True)
+
+
+def run_mode(tests: Path, db: str, mode: str, apps: list[str], args) -> Run:
+    """Run ``apps`` of Django's suite on ``db`` in ``mode``."""
     logs = suite.cache_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     stem = f"django-{django.get_version()}-{db}-{mode}"
-    results, log = logs / f"{stem}.json", logs / f"{stem}.log"
+    results, log, events = logs / f"{stem}.json", logs / f"{stem}.log", logs / f"{stem}.progress"
     results.unlink(missing_ok=True)
+    events.unlink(missing_ok=True)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "TANDEM_CONFORMANCE_DB": db,
         "TANDEM_CONFORMANCE_MODE": mode,
         "TANDEM_CONFORMANCE_RESULTS": str(results),
+        progress.ENVIRON: str(events),
     }
     command = [sys.executable, "-X", "faulthandler", "runtests.py", "--settings=conformance.settings"]
     command += [f"--parallel={args.parallel}", "--noinput", *apps]
     started = time.monotonic()
+    watch = progress.Reader(events)
+    stopped = ""
     with open(log, "w") as out:
         process = subprocess.Popen(
-            command, cwd=tests, env=env, stdout=out, stderr=out, start_new_session=True
+            command,
+            cwd=tests,
+            env=env,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         try:
-            process.wait(timeout=args.timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGABRT)  # faulthandler writes every thread's stack to the log
-            process.wait()
-            print(f"  {db}/{mode}: timed out after {args.timeout} s; stacks in {log}")
+            while process.poll() is None:
+                try:
+                    process.wait(timeout=POLL)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                watch.poll()
+                now = time.monotonic()
+                if args.test_timeout and now - watch.last_event > args.test_timeout:
+                    name = watch.current or (
+                        f"after {watch.last_started}" if watch.last_started else "before the first test"
+                    )
+                    stopped = f"{name}: no progress for {args.test_timeout:.0f} s (--test-timeout)"
+                    if watch.current:
+                        progress.record(watch.outcomes, watch.current, "timeout")
+                elif args.timeout and now - started > args.timeout:
+                    stopped = f"the whole run took more than {args.timeout:.0f} s (--timeout)"
+                if stopped:
+                    # SIGABRT first: faulthandler writes every thread's stack to the log.
+                    _kill_group(process, signal.SIGABRT)
+                    _end_sessions(db, mode)
+                    break
+        except BaseException:  # Ctrl-C, SIGTERM, SIGHUP, an error here: the run ends with us
+            _kill_group(process, signal.SIGKILL, grace=0)
+            _end_sessions(db, mode)
+            raise
+    watch.poll()
     seconds = time.monotonic() - started
+    if stopped:
+        print(f"  {db}/{mode}: STOPPED, {stopped}; stacks in {log}", flush=True)
+        return Run(watch.outcomes, complete=False, stopped=stopped)
     if not results.exists():
         print(f"  {db}/{mode}: runtests.py exited {process.returncode} without results; see {log}")
-        return {}
+        return Run(watch.outcomes, complete=False, stopped=f"runtests.py exited {process.returncode}")
     outcomes = json.loads(results.read_text())
     print(f"  {db}/{mode}: {len(outcomes)} tests in {seconds:.0f} s (log: {log})", flush=True)
-    return outcomes
+    return Run(outcomes, complete=True)
 
 
 def app_of(test_id: str) -> str:
@@ -95,30 +204,50 @@ def app_of(test_id: str) -> str:
     return test_id.split(".", 1)[0]
 
 
-def compare(db: str, runs: dict[str, dict[str, str]]) -> dict:
-    """Per-app counts for each mode, regressions and expected failures."""
-    stock = runs["stock"]
+def compare(db: str, runs: dict[str, Run]) -> dict:
+    """Per-app counts for each mode, regressions and expected failures.
+
+    In a mode that was stopped (a test timed out, ``runtests.py`` died), the
+    tests it never reached are counted under ``not_run`` rather than listed
+    one by one; the stop itself is a regression.
+    """
+    stock = runs["stock"].outcomes
     table: dict[str, dict[str, Counter]] = {}
-    regressions, known, fixed = [], [], []
-    for mode, outcomes in runs.items():
-        for test_id, outcome in outcomes.items():
+    regressions, known, fixed, not_run, stopped = [], [], [], {}, {}
+    for mode, run in runs.items():
+        for test_id, outcome in run.outcomes.items():
             table.setdefault(app_of(test_id), {m: Counter() for m in runs})[mode][_column(outcome)] += 1
+        if not run.complete:
+            stopped[mode] = run.stopped
         if mode == "stock":
             continue
         for test_id, before in stock.items():
-            after = outcomes.get(test_id, "missing")
+            after = run.outcomes.get(test_id, "missing")
+            if after == "missing" and not run.complete:
+                not_run[mode] = not_run.get(mode, 0) + 1
+                continue
             entry = expected.expected(test_id, db, mode)
             if before in PASSING and after in FAILING:
                 (known if entry else regressions).append({"test": test_id, "mode": mode, "outcome": after})
             elif entry and after in PASSING:
                 fixed.append({"test": test_id, "mode": mode})
-    return {"apps": table, "regressions": regressions, "expected": known, "fixed": fixed}
+    return {
+        "apps": table,
+        "regressions": regressions,
+        "expected": known,
+        "fixed": fixed,
+        "stopped": stopped,
+        "not_run": not_run,
+    }
 
 
 def _column(outcome: str) -> str:
-    return {"expected_failure": "passed", "unexpected_success": "failed", "error": "errors"}.get(
-        outcome, outcome
-    )
+    return {
+        "expected_failure": "passed",
+        "unexpected_success": "failed",
+        "error": "errors",
+        "timeout": "errors",
+    }.get(outcome, outcome)
 
 
 def print_report(db: str, report: dict) -> None:
@@ -141,10 +270,53 @@ def print_report(db: str, report: dict) -> None:
         print(f"  listed as expected but passes ({item['mode']}): {item['test']} - update expected.py")
     for item in report["regressions"]:
         print(f"  REGRESSION ({item['mode']}, {item['outcome']}): {item['test']}")
+    for mode, why in report["stopped"].items():
+        left = f"; {report['not_run'][mode]} of stock's tests not run" if mode in report["not_run"] else ""
+        print(f"  STOPPED ({mode}): {why}{left}")
 
 
 def _cell(counts: Counter) -> str:
     return "/".join(str(counts[k]) for k in ("passed", "failed", "errors", "skipped"))
+
+
+def write_report(path: Path, meta: dict, reports: dict, merge: bool) -> None:
+    """Write the reports to ``path``; with ``merge``, over what it holds of other apps.
+
+    A partial run (some apps, some databases) replaces, for each database it
+    ran, the rows and the listed tests of the apps it ran, and keeps the
+    rest: partial runs one after the other add up to one report.
+    ``ran_at`` says when each app last ran, by database.
+    """
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    data = {**meta, "databases": {}}
+    if merge and path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except ValueError:
+            old = {}
+        if old.get("django") == meta["django"]:
+            data["databases"] = old.get("databases", {})
+            data["apps"] = sorted({*old.get("apps", []), *meta["apps"]})
+    for db, report in reports.items():
+        ran = set(meta["apps"])
+        entry = data["databases"].get(db, {})
+        merged = {
+            "apps": {app: row for app, row in entry.get("apps", {}).items() if app not in ran},
+            "ran_at": {app: at for app, at in entry.get("ran_at", {}).items() if app not in ran},
+        }
+        for key in ("regressions", "expected", "fixed"):
+            kept = [item for item in entry.get(key, []) if app_of(item["test"]) not in ran]
+            merged[key] = kept + report[key]
+        merged["apps"].update(report["apps"])
+        merged["ran_at"].update(dict.fromkeys(ran, now))
+        merged["stopped"] = report["stopped"]
+        merged["not_run"] = report["not_run"]
+        data["databases"][db] = merged
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside, then renamed: a reader never sees half a report.
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=path.name, delete=False) as f:
+        f.write(json.dumps(data, indent=1) + "\n")
+    os.replace(f.name, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,12 +326,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--apps", default=os.environ.get("APPS") or " ".join(APPS))
     parser.add_argument("--modes", default=" ".join(MODES))
     parser.add_argument("--parallel", default="1", help="runtests.py --parallel (processes per mode)")
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds per mode before giving up")
+    parser.add_argument(
+        "--test-timeout",
+        type=float,
+        default=TEST_TIMEOUT,
+        help="seconds a test may run (no progress at all) before its run is stopped and the test "
+        "named; 0: none (default: TANDEM_CONFORMANCE_TEST_TIMEOUT or 300)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=0, help="seconds per mode before giving up; 0: none (the default)"
+    )
     parser.add_argument(
         "--json",
         type=Path,
         help="write the reports here (default: conformance/results/django-VERSION.json after a "
-        "full run, the cache's logs/ directory after a partial one)",
+        "full run; after a partial one, merged app by app into the cache's "
+        "logs/django-VERSION.json)",
     )
     args = parser.parse_args(argv)
 
@@ -174,24 +356,28 @@ def main(argv: list[str] | None = None) -> int:
     if absent := [a for a in args.apps.split() if a not in apps]:
         print(f"conformance: not in Django {django.get_version()}'s suite, left out: {' '.join(absent)}")
 
+    _stop_on_signals()
     reports, status = {}, 0
     for db in dbs:
         runs = {mode: run_mode(tests, db, mode, apps, args) for mode in modes}
         reports[db] = report = compare(db, runs)
         print_report(db, report)
-        if report["regressions"] or not all(runs.values()):
+        if report["regressions"] or report["stopped"]:
             status = 1
     full = set(dbs) == set(DATABASES) and set(args.apps.split()) >= set(APPS) and set(modes) == set(MODES)
     where = RESULTS if full else suite.cache_dir() / "logs"
     path = args.json or where / f"django-{django.get_version()}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"django": django.get_version(), "python": platform.python_version(), "apps": apps}
     command = "make conformance" if full else f"make conformance DB='{args.db}' APPS='{' '.join(apps)}'"
-    path.write_text(json.dumps({**meta, "command": command, "databases": reports}, indent=1) + "\n")
+    write_report(path, {**meta, "command": command}, reports, merge=not full and args.json is None)
     print(f"\nreport: {path}")
     print("\nconformance:", "REGRESSIONS (see above)" if status else "no regressions")
     return status
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (KeyboardInterrupt, TerminatedError) as stop:
+        print(f"\nconformance: stopped ({str(stop) or 'Ctrl-C'}); its runtests.py processes were killed")
+        sys.exit(130)

@@ -36,6 +36,12 @@ def loop() -> asyncio.AbstractEventLoop:
 
 
 def _bridged_run(self, result=None):
+    if asyncio._get_running_loop() is not None:
+        # A test that runs a test suite of its own (Django's test_utils does):
+        # the inner tests run in the outer test's task, inside its bridge
+        # already. Starting the loop again from inside it would raise "This
+        # event loop is already running", an artefact of this runner.
+        return _stock_run(self, result)
     return loop().run_until_complete(native(_stock_run)(self, result))
 
 

@@ -5,7 +5,9 @@ mode it points Django's Redis cache and SMTP email paths at tandem's
 backends (``conformance.backends``), in bridged mode it runs every test
 through the bridge (``conformance.bridged``), and it records the outcome of
 every test, by test id, in the JSON file named by
-``TANDEM_CONFORMANCE_RESULTS`` for ``python -m conformance`` to compare.
+``TANDEM_CONFORMANCE_RESULTS`` for ``python -m conformance`` to compare,
+and reports each test as it starts and ends (``conformance.progress``), so
+that a test that hangs can be named and stopped.
 """
 
 from __future__ import annotations
@@ -16,22 +18,28 @@ import unittest
 
 from django.test.runner import DiscoverRunner
 
-from conformance import backends, bridged
+from conformance import backends, bridged, progress
 
-# Worst outcome wins when a test reports more than once (subtests).
-RANK = {"passed": 0, "skipped": 1, "expected_failure": 0, "failed": 3, "error": 4, "unexpected_success": 2}
 outcomes: dict[str, str] = {}
+_progress = progress.Writer()
 
 
 def record(test, outcome: str) -> None:
     """Remember ``outcome`` for ``test``, unless it already did worse."""
-    previous = outcomes.get(test.id())
-    if previous is None or RANK[outcome] >= RANK[previous]:
-        outcomes[test.id()] = outcome
+    progress.record(outcomes, test.id(), outcome)
+    _progress.event("outcome", test.id(), outcome)
 
 
 class RecordingResult(unittest.TextTestResult):
     """A text result that also records each test's outcome."""
+
+    def startTest(self, test):  # noqa: N802 - unittest's name
+        _progress.event("start", test.id())
+        super().startTest(test)
+
+    def stopTest(self, test):  # noqa: N802 - unittest's name
+        super().stopTest(test)
+        _progress.event("stop", test.id())
 
     def addSuccess(self, test):  # noqa: N802 - unittest's name
         super().addSuccess(test)

@@ -29,7 +29,12 @@ ENGINE = _ENGINES[DB][0 if STOCK else 1]
 _VERSION = "{}{}".format(*django.VERSION[:2])
 
 
-def _server(url: str, alias: str) -> dict:
+def test_database_prefix(mode: str) -> str:
+    """What the names of ``mode``'s test databases begin with (``--parallel`` adds clones)."""
+    return f"test_tandem_conformance_{_VERSION}_{mode}_"
+
+
+def _server(url: str, alias: str, mode: str = MODE) -> dict:
     parts = urlsplit(url)
     # Each Django version and mode gets its own test databases, so that runs
     # can go on side by side and never trip over what another left behind.
@@ -40,16 +45,17 @@ def _server(url: str, alias: str) -> dict:
         "PASSWORD": parts.password or "",
         "HOST": parts.hostname or "",
         "PORT": str(parts.port or ""),
-        "TEST": {"NAME": f"test_tandem_conformance_{_VERSION}_{MODE}_{alias}"},
+        "TEST": {"NAME": test_database_prefix(mode) + alias},
     }
 
 
-def _database(alias: str) -> dict:
-    if DB == "postgresql":
+def database(alias: str, db: str = DB, mode: str = MODE) -> dict:
+    """The ``DATABASES`` entry of ``alias`` for ``db`` in ``mode``."""
+    if db == "postgresql":
         url = os.environ.get("TANDEM_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-        return _server(url, alias)
-    if DB == "mysql":
-        entry = _server(os.environ.get("TANDEM_MYSQL_URL", "mysql://root@127.0.0.1:3306/test"), alias)
+        return _server(url, alias, mode)
+    if db == "mysql":
+        entry = _server(os.environ.get("TANDEM_MYSQL_URL", "mysql://root@127.0.0.1:3306/test"), alias, mode)
         entry["USER"] = entry["USER"] or "root"
         entry["TEST"]["CHARSET"] = "utf8mb4"
         return entry
@@ -57,7 +63,7 @@ def _database(alias: str) -> dict:
     return {"ENGINE": ENGINE}
 
 
-DATABASES = {"default": _database("default"), "other": _database("other")}
+DATABASES = {"default": database("default"), "other": database("other")}
 
 
 def _redis() -> dict:

@@ -255,6 +255,16 @@ REGISTRY: tuple[Patch, ...] = (
         "tandem.testing:rollback_atomics",
         "every task joins the TestCase transaction",
     ),
+    *(
+        Patch(
+            "testing",
+            "django.test:SimpleTestCase",
+            attribute,
+            f"tandem.testing:{attribute.lstrip('_')}",
+            "tasks' wrappers refuse the databases a test did not declare, as the test thread's does",
+        )
+        for attribute in ("_add_databases_failures", "_remove_databases_failures")
+    ),
     Patch(
         "testing",
         "asgiref.sync:SyncToAsync",

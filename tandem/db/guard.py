@@ -69,20 +69,55 @@ def running_loop_unless_passed() -> asyncio.AbstractEventLoop:
     return asyncio.get_running_loop()
 
 
+def _as_found_on(instance: object, attr: object):
+    """Class attribute ``attr`` as ``instance.name`` gives it, unguarded.
+
+    A function (a patch with a ``self``) is bound to ``instance``; a
+    ``mock.patch`` of the class, a ``MagicMock`` (no ``__get__``), is not: it
+    is called without the wrapper, as stock Django calls it.
+    """
+    if _is_async_unsafe(attr):
+        attr = attr.__wrapped__
+    get = getattr(type(attr), "__get__", None)
+    return attr if get is None else get(attr, instance, type(instance))
+
+
+# (id of a wrapper, method name) for each class patch now running. In stock
+# Django a patch that calls the bound method it captured before patching gets
+# the original; here that bound method is tandem's, which looks the patch up
+# per call, so inside a patch it leads to the original instead.
+_patches_running: ContextVar[frozenset] = ContextVar("tandem_patches_running", default=frozenset())
+
+
+def _running_patch(patch, key: tuple[int, str]):
+    """``patch``, calling which marks ``key`` as running."""
+
+    def call(*args, **kwargs):
+        token = _patches_running.set(_patches_running.get() | {key})
+        try:
+            return patch(*args, **kwargs)
+        finally:
+            _patches_running.reset(token)
+
+    return call
+
+
 def _regarded(owner: type, name: str):
     stock = owner.__dict__[name]
     plain = stock.__wrapped__
 
     @functools.wraps(plain)
-    def guarded(*args, **kwargs):
+    def guarded(self, *args, **kwargs):
         # Looked up per call, so that patching the defining class reaches
         # tandem too: Django's TestCase patches ensure_connection to refuse
         # databases a test did not declare, tests mock.patch connect().
         current = owner.__dict__.get(name, stock)
-        if current is not stock:
-            current = current.__wrapped__ if _is_async_unsafe(current) else current
+        if current is stock:
+            current = plain.__get__(self)
+        elif (key := (id(self), name)) in _patches_running.get():
+            current = plain.__get__(self)  # the patch called what it replaced
         else:
-            current = plain
+            current = _running_patch(_as_found_on(self, current), key)
         if asyncio._get_running_loop() is None:
             return current(*args, **kwargs)  # sync code: no guard refuses anything here
         if not in_bridge() and not os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE"):
