@@ -87,10 +87,11 @@ def install() -> None:
     """Activate tandem for the process (called from ``TandemConfig.ready``)."""
     from django.core.signals import setting_changed
 
-    from tandem import conf, patches, scope
+    from tandem import conf, fastlane, patches, scope
     from tandem.handlers import blocking
 
     setting_changed.connect(conf.forget)
+    setting_changed.connect(fastlane.forget)
     scope.install()
     patches.install("guard")
     patches.install("core")

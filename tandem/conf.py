@@ -13,7 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-__all__ = ["blocking_warning_seconds", "request_path", "sync_views", "thread_middleware"]
+__all__ = ["blocking_warning_seconds", "fast_lane", "request_path", "sync_views", "thread_middleware"]
 
 _cache: dict[str, Any] = {}
 
@@ -79,10 +79,22 @@ def blocking_warning_seconds() -> float | None:
     return _cached("TANDEM_BLOCKING_WARNING_MS", _read_blocking_warning)
 
 
+def _read_fast_lane() -> bool:
+    value = getattr(settings, "TANDEM_FAST_LANE", True)
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured(f"settings.TANDEM_FAST_LANE must be True or False, not {value!r}.")
+    return value
+
+
+def fast_lane() -> bool:
+    """``TANDEM_FAST_LANE``: ``get()`` by exact values reuses compiled SQL (default True)."""
+    return _cached("TANDEM_FAST_LANE", _read_fast_lane)
+
+
 def validate() -> list[str]:
     """Read every setting; return the error messages of the bad ones."""
     errors = []
-    for read in (request_path, sync_views, thread_middleware, blocking_warning_seconds):
+    for read in (request_path, sync_views, thread_middleware, blocking_warning_seconds, fast_lane):
         try:
             read()
         except ImproperlyConfigured as exc:

@@ -122,6 +122,23 @@ REGISTRY: tuple[Patch, ...] = (
         "connections of tandem aliases are owned by asyncio tasks",
         wraps=True,
     ),
+    # -- the ORM fast lane (tandem.fastlane) -------------------------------------
+    Patch(
+        "core",
+        "django.db.models.query:QuerySet",
+        "get",
+        "tandem.fastlane:get",
+        "get() by exact values reuses the SQL compiled for its shape (TANDEM_FAST_LANE)",
+        wraps=True,
+    ),
+    Patch(
+        "core",
+        "django.db.backends.base.schema:BaseDatabaseSchemaEditor",
+        "__exit__",
+        "tandem.fastlane:schema_editor_exit",
+        "a finished schema edit ends the fast lane's compiled shapes",
+        wraps=True,
+    ),
     # -- the request path (tandem.handlers) ------------------------------------
     *(
         Patch("core", module, _SYNC_TO_ASYNC, _HANDLER, why)
