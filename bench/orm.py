@@ -54,6 +54,10 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 BENCH_DIR = Path(__file__).resolve().parent
+# Run as a script, bench/ comes first on sys.path, and bench/http.py would
+# shadow the standard library's http package that Django imports.
+if sys.path and Path(sys.path[0]).resolve() == BENCH_DIR:
+    sys.path.pop(0)
 RESULTS_DIR = BENCH_DIR / "results"
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/tandem_bench"
 DEFAULT_MYSQL_URL = "mysql://root@127.0.0.1:3306/tandem_bench"
@@ -209,7 +213,7 @@ def configure_django(databases: dict[str, dict[str, Any]]) -> None:
     from django.conf import settings
 
     if str(BENCH_DIR) not in sys.path:  # benchapp and workload live next to this file
-        sys.path.insert(0, str(BENCH_DIR))
+        sys.path.append(str(BENCH_DIR))  # last: bench/http.py must not shadow http
     settings.configure(
         DATABASES=databases,
         INSTALLED_APPS=["tandem", "benchapp"],
@@ -217,6 +221,9 @@ def configure_django(databases: dict[str, dict[str, Any]]) -> None:
         USE_TZ=True,
         TIME_ZONE="UTC",
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+        # Every mode measures Django's own get(): the fast lane is measured
+        # on its own (bench/fastlane.py), against these same baselines.
+        TANDEM_FAST_LANE=False,
     )
     django.setup()
 
