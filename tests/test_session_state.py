@@ -174,3 +174,32 @@ def test_the_backends_own_cursor_wrapper_is_kept():
             for _ in copy:
                 pass
     assert [q["sql"] for q in queries.captured_queries] == [copy_sql]
+
+
+@pytest.mark.parametrize("name", sorted(LEAKS[TEST_DB]))
+async def test_a_request_boundary_ends_a_changed_session_even_in_the_same_task(name):
+    # Django 6.1's ASGI handler runs the view in the server's task: a server
+    # (or a test client) that serves two requests from one task must still
+    # give the second one a clean session. Django closes old connections as
+    # each request starts and ends; a changed session is discarded there.
+    from django.db import close_old_connections
+
+    statements, probe_sql = LEAKS[TEST_DB][name]
+    setup, teardown = SETUP.get((TEST_DB, name), ([], []))
+    await asyncio.create_task(native(change)(setup))
+
+    async def two_requests_in_one_task():
+        fresh = await native(probe)(probe_sql)
+        close_old_connections()  # request_finished
+        await native(change)(statements)
+        changed = await native(probe)(probe_sql)
+        close_old_connections()  # request_finished
+        close_old_connections()  # request_started
+        return fresh, changed, await native(probe)(probe_sql)
+
+    try:
+        fresh, changed, next_request = await asyncio.create_task(two_requests_in_one_task())
+        assert changed != fresh
+        assert next_request == fresh, f"{name} reached the next request of the same task"
+    finally:
+        await asyncio.create_task(native(change)(teardown))

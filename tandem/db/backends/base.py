@@ -190,9 +190,20 @@ class TandemWrapperMixin:
         ``CONN_MAX_AGE`` (0 by default: close at the end of each request)
         does not apply to task-owned wrappers: ``max_lifetime`` in the pool's
         options does. An unusable connection is discarded, not given back.
+
+        Django calls this as a request starts and ends. A connection whose
+        session a request changed is discarded there too, outside a
+        transaction: a task may serve several requests (Django 6.1's ASGI
+        handler runs the view in the server's task), and the next request
+        must not inherit the session.
         """
         if self.task_owned:
             self.close_at = None
+            conn = self.connection
+            if conn is not None and self.session_changed and not self.in_atomic_block:
+                self.connection = None
+                self._give_back(conn)  # session changed: closed, not pooled
+                return
         with self._discard_on_close():
             super().close_if_unusable_or_obsolete()
 
