@@ -5,12 +5,15 @@ Run from the repository root::
 
     python bench/sqlite_hop.py               # 7 rounds x 300 calls, about a minute
     python bench/sqlite_hop.py --quick       # smoke run
+    python bench/sqlite_hop.py --loop-budget-ms 0   # every statement hops
 
-SQLite calls block, so inside the bridge every call that may touch the
-database file runs on the connection's worker thread: one *thread hop* (hand
-the call over, wake the thread, wake the loop when it is done). This script
-measures what that costs on top of Django's own work, on one file database
-in a temporary directory:
+SQLite calls block, so inside the bridge a call that may block (a commit, a
+lock wait, a long statement) runs on the connection's worker thread: one
+*thread hop* (hand the call over, wake the thread, wake the loop when it is
+done); short statements run on the loop under a time budget
+(``OPTIONS["loop_budget_ms"]``, docs/howto/sqlite.md). This script measures
+what tandem costs on top of Django's own work, on one file database in a
+temporary directory:
 
 * ``sync``: Django's stock SQLite backend, plain sync ORM calls, no loop;
 * ``stock async``: Django's async API (``aget``, ...) on the stock backend:
@@ -62,24 +65,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--iterations", type=int, default=300, help="calls per read operation per round")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 rounds of 30 calls")
     parser.add_argument("--no-save", action="store_true", help="do not write the JSON results")
+    parser.add_argument(
+        "--loop-budget-ms",
+        type=float,
+        help="tandem's OPTIONS['loop_budget_ms'] (default: the backend's; 0: every statement hops)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.iterations = 2, 30
     return args
 
 
-def configure_django(directory: Path) -> None:
+def configure_django(directory: Path, loop_budget_ms: float | None = None) -> None:
     """A minimal project: tandem, the benchmark's models, two aliases on one file."""
     import django
     from django.conf import settings
 
-    for path in (str(BENCH_DIR), str(ROOT)):
+    if sys.path and Path(sys.path[0]).resolve() == BENCH_DIR:
+        sys.path.pop(0)  # bench/http.py would shadow the standard library's http
+    for path in (str(ROOT), str(BENCH_DIR)):
         if path not in sys.path:
-            sys.path.insert(0, path)
+            sys.path.append(path)
     name = str(directory / "bench.sqlite3")
     settings.configure(
         DATABASES={
-            "default": {"ENGINE": "tandem.db.backends.sqlite3", "NAME": name},
+            "default": {
+                "ENGINE": "tandem.db.backends.sqlite3",
+                "NAME": name,
+                "OPTIONS": {} if loop_budget_ms is None else {"loop_budget_ms": loop_budget_ms},
+            },
             # Same file, same journal mode; stock Django, persistent connection
             # (sync mode, and stock async in Django's one sync_to_async thread).
             SYNC: {
@@ -293,7 +307,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
     return {
         "machine": machine(),
-        "config": {"rounds": args.rounds, "iterations": args.iterations},
+        "config": {
+            "rounds": args.rounds,
+            "iterations": args.iterations,
+            "loop_budget_ms": args.loop_budget_ms,
+        },
         "operations": operations_out,
         "bare_hop": {
             "direct_us": statistics.median(hop_rounds["direct"]),
@@ -352,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     directory = Path(tempfile.mkdtemp(prefix="tandem-sqlite-bench-"))
     try:
-        configure_django(directory)
+        configure_django(directory, args.loop_budget_ms)
         results = run(args)
         from django.db import connections
 

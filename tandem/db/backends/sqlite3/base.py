@@ -4,8 +4,10 @@ Everything is Django's SQLite backend: its connect (functions, PRAGMAs,
 ``init_command``), adapters and converters, cursor wrapper, transaction
 handling, introspection and schema editor. The differences:
 
-* each connection has a worker thread; inside ``tandem.native()`` its calls
-  run there and the loop awaits them, outside they run in the calling thread
+* each connection has a worker thread; inside ``tandem.native()`` short
+  statements run on the loop thread under a time budget
+  (``OPTIONS["loop_budget_ms"]``) and the calls that may block run on the
+  worker while the loop awaits them; outside they run in the calling thread
   as usual (see ``driver.py``);
 * on an event loop connections come from tandem's per-loop pool, configured
   by ``OPTIONS["pool"]``;
@@ -16,6 +18,7 @@ handling, introspection and schema editor. The differences:
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -24,9 +27,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.base.validation import BaseDatabaseValidation
 from django.db.backends.sqlite3 import base as django_sqlite
 
+from tandem.bridge import in_bridge
 from tandem.db.backends.base import TandemValidationMixin, TandemWrapperMixin, bridgeable
 from tandem.db.backends.sqlite3.creation import DatabaseCreation
-from tandem.db.backends.sqlite3.driver import SQLiteConnection
+from tandem.db.backends.sqlite3.driver import SQLiteConnection, loop_factory
 
 __all__ = ["DatabaseWrapper"]
 
@@ -41,6 +45,11 @@ DEFAULT_TIMEOUT = 20.0
 DEFAULT_TRANSACTION_MODE = "IMMEDIATE"
 # Readers never block the writer nor the writer readers.
 WAL = "PRAGMA journal_mode = WAL"
+# How long a statement may run on the loop thread, in ms, before a read is
+# stopped and run again on the worker, or a write in a transaction lets the
+# loop run (see driver.py). A hop to the worker costs 0.05-0.15 ms: a
+# statement longer than the budget gains little from avoiding it.
+DEFAULT_LOOP_BUDGET_MS = 1.0
 
 
 def is_private_memory_db(name: Any) -> bool:
@@ -56,6 +65,21 @@ def _read_only(name: Any) -> bool:
     return not isinstance(name, Path) and ("mode=ro" in str(name) or "immutable=1" in str(name))
 
 
+def _shared_cache(name: Any) -> bool:
+    return not isinstance(name, Path) and "cache=shared" in str(name)
+
+
+def loop_budget(alias: str, options: dict) -> float:
+    """``OPTIONS["loop_budget_ms"]``, validated, in seconds (0: never on the loop)."""
+    value = options.get("loop_budget_ms", DEFAULT_LOOP_BUDGET_MS)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]['OPTIONS']['loop_budget_ms'] must be a finite number of "
+            f"milliseconds >= 0 (0: every statement runs on the worker thread), not {value!r}."
+        )
+    return value / 1000
+
+
 class DatabaseValidation(TandemValidationMixin, BaseDatabaseValidation):
     """Django's backend checks, plus tandem's."""
 
@@ -63,10 +87,33 @@ class DatabaseValidation(TandemValidationMixin, BaseDatabaseValidation):
 class _WorkerWrapper(bridgeable(django_sqlite.DatabaseWrapper)):
     """Django's SQLite wrapper whose connections come with a worker thread."""
 
+    # Seconds a statement may run on the loop (get_connection_params sets it).
+    loop_budget = DEFAULT_LOOP_BUDGET_MS / 1000
+
     def get_new_connection(self, conn_params):
-        """Django's connect, run on the new connection's worker in the bridge."""
+        """Django's connect, run on the new connection's worker in the bridge.
+
+        A connection opened in the bridge (a task's, from the pool) runs short
+        statements on the loop, unless the budget is 0 or the database is in
+        memory or a shared cache.
+        """
+        budget = self.loop_budget if in_bridge() and self._may_use_the_loop(conn_params) else 0.0
+        if budget:
+            factory = loop_factory(conn_params.get("factory"))
+            if factory is None:  # the user's factory is not a sqlite3.Connection
+                budget = 0.0
+            else:
+                conn_params = {**conn_params, "factory": factory}
         connect = super().get_new_connection
-        return SQLiteConnection.open(lambda: connect(conn_params))
+        return SQLiteConnection.open(
+            lambda: connect(conn_params), loop_budget=budget, database=str(conn_params["database"])
+        )
+
+    def _may_use_the_loop(self, conn_params: dict) -> bool:
+        # A shared cache serialises its connections' statements with a mutex
+        # held for a whole step: a statement on the loop would wait for it.
+        name = conn_params["database"]
+        return not (self.is_in_memory_db() or is_private_memory_db(name) or _shared_cache(name))
 
 
 class DatabaseWrapper(TandemWrapperMixin, _WorkerWrapper):
@@ -81,11 +128,14 @@ class DatabaseWrapper(TandemWrapperMixin, _WorkerWrapper):
         Applied to a copy: the settings dict is never changed. Set
         ``OPTIONS["timeout"]``, ``OPTIONS["transaction_mode"]`` (``None`` for
         SQLite's DEFERRED) or a ``journal_mode`` in ``OPTIONS["init_command"]``
-        to choose otherwise.
+        to choose otherwise. ``OPTIONS["loop_budget_ms"]`` is tandem's, not
+        sqlite3's: it goes to ``loop_budget``.
         """
         options = self.settings_dict["OPTIONS"]
         params = super().get_connection_params()  # sets transaction_mode, init_commands
         params.pop("pool", None)
+        self.loop_budget = loop_budget(self.alias, options)
+        params.pop("loop_budget_ms", None)
         params.setdefault("timeout", DEFAULT_TIMEOUT)
         if "transaction_mode" not in options:
             self.transaction_mode = DEFAULT_TRANSACTION_MODE

@@ -1,18 +1,69 @@
-"""sqlite3 connections whose calls run on a worker thread inside the bridge.
+"""sqlite3 connections driven from the bridge: short statements on the loop, the rest on a worker.
 
 sqlite3 does its work - file I/O, locking, waiting for other writers - in
-blocking C calls. Inside ``tandem.native()`` they must not run on the loop
-thread, so every connection gets a worker thread (``tandem.db.threaded``) and
-the bridge greenlet awaits the call there. Outside the bridge every call runs
-directly in the calling thread, as with Django's stock backend.
+blocking C calls, and a simple statement takes a few µs, less than handing
+it to another thread (a *hop*, 40-150 µs). So inside ``tandem.native()`` a
+connection runs a statement **on the loop thread** when SQLite guarantees
+it can be stopped or paused, and hands it to the connection's **worker
+thread** (``tandem.db.threaded``) when it may block: a commit (its
+``fsync``), a wait for another connection's lock, a long statement, a
+Python function of yours. Outside the bridge every call runs directly in the
+calling thread, as with Django's stock backend.
 
-What this module adds to the generic ``ThreadedConnection``:
+**Statements on the loop.** Each runs under a progress handler that looks at
+the clock every ``PROGRESS_STEPS`` steps of SQLite's virtual machine, and
+with a busy timeout of 0 (a lock held elsewhere fails the statement at once
+instead of sleeping in C). What happens at the budget
+(``OPTIONS["loop_budget_ms"]``) depends on what the statement may have done:
 
-* **Few thread hops.** A hop costs tens of µs, more than a simple SQLite query.
-  Creating a cursor does no I/O, so it stays on the loop; a statement that
-  returns rows brings its first ``PREFETCH_ROWS`` rows back with ``execute()``;
-  fetching rows already fetched and closing a finished cursor need no hop. A
-  ``get()`` is one hop instead of five.
+* **reads** (``SELECT``, ``VALUES``, ``EXPLAIN``, a ``WITH`` that writes
+  nothing) are *interrupted* and run again on the worker. An interrupted
+  read changes nothing, in a transaction or not;
+* **writes inside a transaction** (``INSERT``, ``UPDATE``, ``DELETE``,
+  savepoints) *yield* the loop and go on: the progress handler awaits one
+  loop turn from inside the statement (a greenlet switch; the C stack of the
+  statement waits with the bridge greenlet) every budget. They cannot be
+  interrupted: SQLite answers an interrupted write by rolling back the whole
+  transaction, not the statement;
+* ``BEGIN`` runs on the loop: it only takes a lock.
+
+A statement that fails on the loop because of a lock (``database is
+locked``), because it ran past the budget, or because it called a Python
+function registered after connecting (see below), failed before changing
+anything; it runs again on the worker, with the real busy timeout.
+Statements known to run long (stopped, or paused, at the budget) are
+remembered (``LONG_MEMORY``, by SQL text) and go to the worker straight away
+until they run short there: a long write in a transaction runs there whole.
+
+**Statements on the worker**: writes outside a transaction and ``COMMIT``
+(each commit writes the journal and calls ``fsync``: 0.2 ms on this
+project's machine, far more on a busy disk), ``ROLLBACK``, ``PRAGMA`` and
+DDL, ``executescript``, fetching rows past the first ``PREFETCH_ROWS`` of a
+statement, and every call on a connection that does not run statements on
+the loop: budget 0, a shared-cache or in-memory database (a shared cache
+serialises statements with a mutex that a statement on the loop would wait
+for), a connection opened outside the bridge.
+
+**Python functions.** A function, aggregate or window function registered
+after Django's connect (``create_function`` in a ``connection_created``
+receiver, say) may sleep or do I/O, which no progress handler can stop. On
+the loop, a read calling one stops at its first call and runs again on the
+worker; a write in a transaction, which cannot be stopped, hands each call
+to the worker thread and awaits it. Django's own functions (date
+arithmetic, regular expressions...) run where their statement runs.
+
+**Threads.** One thread uses a connection at a time. The loop runs a
+statement only while the worker is idle: each hop is awaited to its end,
+and a call a cancelled task abandoned keeps ``worker.busy`` true, which
+sends every later call to the worker, behind it. The busy timeout is 0
+between calls; a call on the worker sets the real one for its duration.
+Django opens sqlite3 connections with ``check_same_thread=False``.
+
+What the worker adds, as before:
+
+* **Few thread hops.** A statement that returns rows brings its first
+  ``PREFETCH_ROWS`` rows back with ``execute()``; fetching rows already
+  fetched and closing a finished cursor need no hop.
 * **Cancellable lock waits.** SQLite's busy timeout sleeps inside the C
   library and ``interrupt()`` does not wake it, so a task cancelled while
   waiting for another writer would hang until the lock came free. Statements
@@ -31,16 +82,18 @@ What this module adds to the generic ``ThreadedConnection``:
 
 from __future__ import annotations
 
+import asyncio
+import re
 import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from tandem.bridge import in_bridge
+from tandem.bridge import await_, in_bridge
 from tandem.db.threaded import ThreadedConnection, ThreadedCursor, Worker
 
-__all__ = ["SQLiteConnection", "SQLiteCursor"]
+__all__ = ["SQLiteConnection", "SQLiteCursor", "loop_factory", "statement_kind"]
 
 # Rows fetched together with execute(): Django reads results in chunks of
 # this size (GET_ITERATOR_CHUNK_SIZE), so most queries end in one chunk.
@@ -51,6 +104,14 @@ BUSY_SLICE_MS = 50
 # Our own pause between tries when SQLite reports a lock it does not wait
 # for (a shared-cache table lock): grows from the first to the last, in s.
 LOCKED_PAUSES = (0.001, 0.002, 0.005, 0.01, 0.02)
+# Steps of SQLite's virtual machine between two looks at the clock, for a
+# statement on the loop: ~8 µs of simple steps. Each look is a Python call
+# (~0.4 µs): the budget is kept to a few µs for ~5 % of the statement's time
+# (measured on a 2M-row count: 264 ms with the handler, 250 ms without).
+PROGRESS_STEPS = 1000
+# SQL texts remembered per database as running past the budget (stopped or
+# paused: they go to the worker at once), and as calling Python functions.
+LONG_MEMORY = 512
 
 # Extended result codes that mean "another connection holds a lock": worth
 # waiting out. Not SQLITE_BUSY_SNAPSHOT (a stale read snapshot never becomes
@@ -68,55 +129,367 @@ def _lock_conflict(exc: sqlite3.OperationalError) -> int | None:
     return code if code in _RETRYABLE_CODES else None
 
 
+# -- what a statement may do, from its text ------------------------------------------
+
+READ = "read"  # changes nothing: may be interrupted anywhere
+WRITE = "write"  # INSERT, UPDATE, DELETE, REPLACE, or a WITH that ends in one
+BEGIN = "begin"  # takes a lock, changes nothing
+SAVEPOINT = "savepoint"  # SAVEPOINT, RELEASE, ROLLBACK TO: inside a transaction, a write
+OTHER = "other"  # COMMIT, ROLLBACK, PRAGMA, DDL, ATTACH, VACUUM...: the worker's
+
+# One character or comment at a time before the word: no nested repetition to backtrack through.
+_FIRST_WORD = re.compile(r"(?:\s|\(|--[^\n]*(?:\n|$)|/\*.*?\*/)*([A-Za-z]+)", re.DOTALL)
+_WRITE_WORD = re.compile(r"\b(?:INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
+_ROLLBACK_TO = re.compile(r"ROLLBACK(?:\s+TRANSACTION)?\s+TO\b", re.IGNORECASE)
+_KINDS = {
+    "SELECT": READ,
+    "VALUES": READ,
+    "EXPLAIN": READ,  # explains a statement without running it
+    "INSERT": WRITE,
+    "UPDATE": WRITE,
+    "DELETE": WRITE,
+    "REPLACE": WRITE,
+    "BEGIN": BEGIN,
+    "SAVEPOINT": SAVEPOINT,
+    "RELEASE": SAVEPOINT,
+}
+
+# Kinds by SQL text: the ORM sends the same few texts over and over, and a
+# lookup costs a hash of the string. Bounded: cleared when full.
+_kinds: dict[str, str] = {}
+_MAX_KINDS = 2048
+
+
+def statement_kind(sql: Any) -> str:
+    """``READ``, ``WRITE``, ``BEGIN``, ``SAVEPOINT`` or ``OTHER``, from the statement's text.
+
+    Errs towards caution: a ``WITH`` that names ``INSERT``, ``UPDATE``,
+    ``DELETE`` or ``REPLACE`` anywhere (even in a string) is a write.
+    """
+    kind = _kinds.get(sql) if isinstance(sql, str) else OTHER
+    if kind is None:
+        kind = _classify(sql)
+        if len(_kinds) >= _MAX_KINDS:
+            _kinds.clear()
+        _kinds[sql] = kind
+    return kind
+
+
+def _classify(sql: str) -> str:
+    match = _FIRST_WORD.match(sql)
+    if match is None:
+        return OTHER
+    word = match.group(1).upper()
+    if word == "WITH":
+        return WRITE if _WRITE_WORD.search(sql) else READ
+    if word == "ROLLBACK":
+        return SAVEPOINT if _ROLLBACK_TO.match(sql, match.start(1)) else OTHER
+    return _KINDS.get(word, OTHER)
+
+
+# -- the loop's side of a connection ------------------------------------------------------
+
+# How a statement runs on the loop, once over its budget.
+INTERRUPT = "interrupt"  # stop it; it runs again on the worker
+YIELD = "yield"  # let the loop run, then go on
+
+_RERUN = object()  # what a statement that must run again on the worker returns
+
+
+class _LeaveTheLoopError(Exception):
+    """Raised by a guarded Python function called from a statement on the loop."""
+
+
+class _Memory:
+    """Statements of one database that should not start on the loop."""
+
+    __slots__ = ("calls_python", "long")
+
+    def __init__(self) -> None:
+        self.long: dict[str, None] = {}  # ran past the budget; forgotten once short again
+        self.calls_python: dict[str, None] = {}  # called a guarded function
+
+    # Worker threads of several connections may change these at once: each
+    # step is one dict operation, and a key another thread removed first is fine.
+    @staticmethod
+    def note(table: dict[str, None], sql: str) -> None:
+        if len(table) >= LONG_MEMORY:
+            try:
+                table.pop(next(iter(table)), None)  # the oldest
+            except (StopIteration, RuntimeError):  # emptied, or changed, meanwhile
+                pass
+        table[sql] = None
+
+
+_memories: dict[str, _Memory] = {}
+
+
+class LoopState:
+    """What a statement running on the loop shares with its progress handler and guards.
+
+    One per connection that may run statements on the loop. The loop sets
+    ``lane`` while a statement runs there; the worker thread only reads it
+    (in guarded functions) while the loop does not use the connection.
+    """
+
+    __slots__ = ("budget", "deadline", "handler", "lane", "left", "overran", "stash", "worker", "yielded")
+
+    def __init__(self, budget: float, worker: Worker) -> None:
+        self.budget = budget  # seconds
+        self.worker = worker
+        self.lane: str | None = None  # INTERRUPT or YIELD while a statement runs on the loop
+        self.deadline = 0.0
+        self.overran = False  # the progress handler stopped the statement
+        self.yielded = False  # the progress handler let the loop run
+        self.left = False  # a guarded function stopped it
+        self.stash: BaseException | None = None  # e.g. CancelledError, re-raised after
+        self.handler = self.progress  # bound once: installed for every statement on the loop
+
+    def progress(self) -> int:
+        """SQLite's progress handler: nonzero stops the statement."""
+        if time.perf_counter() < self.deadline:
+            return 0
+        if self.lane is INTERRUPT:
+            self.overran = True
+            return 1
+        self.yielded = True
+        try:
+            await_(asyncio.sleep(0))  # one turn of the loop, then on with the statement
+        except BaseException as exc:  # cancelled: stop the statement, raise this after
+            self.stash = exc
+            return 1
+        self.deadline = time.perf_counter() + self.budget
+        return 0
+
+    def call_off_loop(self, func: Callable[..., Any], *args: Any) -> Any:
+        """Run ``func`` on the worker from inside a statement that runs on the loop."""
+        try:
+            return self.worker.run(func, *args)
+        except Exception:
+            raise  # the function's own error: SQLite reports it as usual
+        except BaseException as exc:
+            self.stash = exc
+            raise
+
+    def call(self, func: Callable[..., Any], *args: Any) -> Any:
+        """Call a Python function of the user's where it may run."""
+        lane = self.lane
+        if lane is None:
+            return func(*args)
+        if lane is INTERRUPT:
+            self.left = True
+            raise _LeaveTheLoopError
+        return self.call_off_loop(func, *args)
+
+
+def _guard_function(state: LoopState, func: Callable[..., Any]) -> Callable[..., Any]:
+    def guarded(*args: Any) -> Any:
+        return state.call(func, *args)
+
+    return guarded
+
+
+def _guard_aggregate(state: LoopState, cls: type) -> type:
+    class Guarded:
+        """``cls`` whose instances and methods run where the statement allows."""
+
+        def __init__(self) -> None:
+            self._inner = state.call(cls)
+
+        def step(self, *args: Any) -> Any:
+            return state.call(self._inner.step, *args)
+
+        def inverse(self, *args: Any) -> Any:
+            return state.call(self._inner.inverse, *args)
+
+        def value(self) -> Any:
+            return state.call(self._inner.value)
+
+        def finalize(self) -> Any:
+            return state.call(self._inner.finalize)
+
+    Guarded.__qualname__ = Guarded.__name__ = f"Guarded{getattr(cls, '__name__', 'Aggregate')}"
+    return Guarded
+
+
+class LoopConnectionMixin:
+    """A ``sqlite3.Connection`` whose Python functions registered after connecting are guarded.
+
+    The functions Django registers while connecting are called as they are:
+    ``_tandem_state`` is set only once Django's connect has returned.
+    """
+
+    _tandem_state: LoopState | None = None
+
+    def create_function(self, name, narg, func, *args, **kwargs):
+        state = self._tandem_state
+        if state is not None and func is not None:
+            func = _guard_function(state, func)
+        return super().create_function(name, narg, func, *args, **kwargs)
+
+    def create_aggregate(self, name, n_arg, aggregate_class, *args, **kwargs):
+        state = self._tandem_state
+        if state is not None and aggregate_class is not None:
+            aggregate_class = _guard_aggregate(state, aggregate_class)
+        return super().create_aggregate(name, n_arg, aggregate_class, *args, **kwargs)
+
+    def create_window_function(self, name, num_params, aggregate_class, *args, **kwargs):
+        state = self._tandem_state
+        if state is not None and aggregate_class is not None:
+            aggregate_class = _guard_aggregate(state, aggregate_class)
+        return super().create_window_function(name, num_params, aggregate_class, *args, **kwargs)
+
+
+_factories: dict[type, type] = {}
+
+
+def loop_factory(base: type | None = None) -> type | None:
+    """The ``factory`` for ``sqlite3.connect()`` of a connection that runs statements on the loop.
+
+    ``base`` is the user's own ``factory`` option, if any; None if it is not
+    a ``sqlite3.Connection`` subclass (the connection then hops for every call).
+    """
+    base = sqlite3.Connection if base is None else base
+    if not (isinstance(base, type) and issubclass(base, sqlite3.Connection)):
+        return None
+    factory = _factories.get(base)
+    if factory is None:
+        name = "LoopConnection" if base is sqlite3.Connection else f"Loop{base.__name__}"
+        factory = _factories[base] = type(name, (LoopConnectionMixin, base), {"__module__": __name__})
+    return factory
+
+
+class CountingWorker(Worker):
+    """A worker that counts the calls handed to its thread (``hops``, for tests and benchmarks)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hops = 0
+
+    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``Worker.run``, counted when it hops.
+
+        A call awaited to its end leaves the thread idle: forgetting it makes
+        ``busy``, asked before every statement that may run on the loop, a
+        test of None instead of a look at a future under its lock.
+        """
+        if not in_bridge() or self._stopped:
+            return fn(*args, **kwargs)
+        self.hops += 1
+        result = super().run(fn, *args, **kwargs)  # if it raises, the call may still run
+        self._last = None
+        return result
+
+
+# -- cursor -----------------------------------------------------------------------------
+
+
 class SQLiteCursor(ThreadedCursor):
     """A sqlite3 cursor driven from the bridge with as few thread hops as possible.
 
-    Rows the worker fetched ahead wait in ``_rows``; ``_more`` says whether
-    the statement may still have rows the driver has not handed over.
+    Rows fetched ahead wait in ``_rows``; ``_more`` says whether the
+    statement may still have rows the driver has not handed over, and
+    ``_read`` whether it is a read the loop ran (closing it early is no I/O).
+    This runs for every statement: attributes are plain, and the only ones
+    sqlite3 lets you set on a cursor (``arraysize``, ``row_factory``) are
+    forwarded by properties.
     """
 
-    _own = frozenset({"_raw", "_worker", "_conn", "_rows", "_more"})
+    __setattr__ = object.__setattr__
 
     def __init__(self, raw: sqlite3.Cursor, conn: SQLiteConnection) -> None:
-        super().__init__(raw, conn.worker)
+        self._raw = raw
+        self._worker = conn.worker
         self._conn = conn
         self._rows: deque = deque()
         self._more = False
+        self._read = False
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in self._own:
-            object.__setattr__(self, name, value)
-        else:
-            setattr(self._raw, name, value)
+    @property
+    def arraysize(self) -> int:
+        """sqlite3's ``arraysize``: rows ``fetchmany()`` returns by default."""
+        return self._raw.arraysize
+
+    @arraysize.setter
+    def arraysize(self, value: int) -> None:
+        self._raw.arraysize = value
+
+    @property
+    def row_factory(self) -> Any:
+        """sqlite3's ``row_factory``."""
+        return self._raw.row_factory
+
+    @row_factory.setter
+    def row_factory(self, value: Any) -> None:
+        self._raw.row_factory = value
 
     def execute(self, sql: str, *args: Any, **kwargs: Any) -> SQLiteCursor:
-        """Run a statement; in the bridge, on the worker, with its first rows."""
-        self._rows.clear()
-        # Until we know better, the driver may hold rows, or still be running
-        # the statement if we are cancelled: close() must then go through the worker.
-        self._more = True
-        if not in_bridge():
-            self._raw.execute(sql, *args, **kwargs)
-            return self
-        rows = self._worker.run(self._execute_and_prefetch, sql, args, kwargs)
-        self._more = rows is not None and len(rows) == PREFETCH_ROWS
+        """Run a statement; in the bridge on the loop or the worker, with its first rows."""
+        rows = self._rows
         if rows:
-            self._rows.extend(rows)
+            rows.clear()
+        conn = self._conn
+        if not in_bridge():
+            self._more, self._read = True, False
+            if conn._loop is None:
+                self._raw.execute(sql, *args, **kwargs)  # Django's stock path
+            else:
+                conn.direct(self._raw.execute, sql, *args, **kwargs)
+            return self
+        kind = statement_kind(sql)
+        lane = conn.lane_for(kind, sql)
+        fetched = _RERUN
+        if lane is not None:
+            # Until it returns, the statement may hold rows (or still run, if
+            # we are cancelled): close() must then go through the worker.
+            self._more, self._read = True, False
+            fetched = conn.on_loop(lane, sql, self._prefetch, sql, args, kwargs)
+        if fetched is _RERUN:  # wait_for_locks sets the busy timeout itself: no hop()
+            self._more, self._read = True, False
+            fetched = conn.worker.run(self._execute_and_prefetch, sql, args, kwargs)
+        else:
+            self._read = kind is READ
+        if fetched:
+            rows.extend(fetched)
+            self._more = len(fetched) == PREFETCH_ROWS
+        else:
+            self._more = False
         return self
 
-    def _execute_and_prefetch(self, sql: str, args: tuple, kwargs: dict) -> list | None:
-        # On the worker. None: the statement returns no rows.
-        self._conn.wait_for_locks(self._raw.execute, sql, *args, **kwargs)
+    def _prefetch(self, sql: str, args: tuple, kwargs: dict) -> list | None:
+        # None: the statement returns no rows.
+        self._raw.execute(sql, *args, **kwargs)
         if self._raw.description is None:
             return None
         return self._raw.fetchmany(PREFETCH_ROWS)
 
-    def executemany(self, *args: Any, **kwargs: Any) -> SQLiteCursor:
+    def _execute_and_prefetch(self, sql: str, args: tuple, kwargs: dict) -> list | None:
+        # On the worker.
+        return self._conn.wait_for_locks(self._prefetch, (sql, args, kwargs), {})
+
+    def executemany(self, sql: str, *args: Any, **kwargs: Any) -> SQLiteCursor:
         """Run a statement for each parameter set (no rows come back)."""
         self._rows.clear()
         self._more = True
-        self._worker.run(self._raw.executemany, *args, **kwargs)
+        self._read = False
+        conn = self._conn
+        if not in_bridge():
+            conn.direct(self._raw.executemany, sql, *args, **kwargs)
+        else:
+            lane = conn.lane_for(WRITE if statement_kind(sql) is WRITE else OTHER, sql)
+            done = _RERUN
+            if lane is not None:
+                done = conn.on_loop(lane, sql, self._raw.executemany, sql, *args, **kwargs)
+            if done is _RERUN:
+                conn.hop(self._raw.executemany, sql, *args, **kwargs)
         self._more = False
+        return self
+
+    def executescript(self, script: str) -> SQLiteCursor:
+        """Run several statements (on the worker in the bridge)."""
+        self._rows.clear()
+        self._more = False
+        self._conn.hop(self._raw.executescript, script)
         return self
 
     def fetchone(self) -> Any:
@@ -125,7 +498,7 @@ class SQLiteCursor(ThreadedCursor):
             return self._rows.popleft()
         if not self._more:
             return None
-        row = self._worker.run(self._raw.fetchone)
+        row = self._conn.hop(self._raw.fetchone)
         self._more = row is not None
         return row
 
@@ -133,10 +506,15 @@ class SQLiteCursor(ThreadedCursor):
         """Up to ``size`` rows (default ``arraysize``); fewer only at the end."""
         if size is None:
             size = self._raw.arraysize
-        rows = [self._rows.popleft() for _ in range(min(size, len(self._rows)))]
+        ahead = self._rows
+        if len(ahead) <= size:
+            rows = list(ahead)
+            ahead.clear()
+        else:
+            rows = [ahead.popleft() for _ in range(size)]
         if len(rows) < size and self._more:
             wanted = size - len(rows)
-            fetched = self._worker.run(self._raw.fetchmany, wanted)
+            fetched = self._conn.hop(self._raw.fetchmany, wanted)
             self._more = len(fetched) == wanted
             rows.extend(fetched)
         return rows
@@ -146,7 +524,7 @@ class SQLiteCursor(ThreadedCursor):
         rows = list(self._rows)
         self._rows.clear()
         if self._more:
-            rows.extend(self._worker.run(self._raw.fetchall))
+            rows.extend(self._conn.hop(self._raw.fetchall))
             self._more = False
         return rows
 
@@ -157,37 +535,74 @@ class SQLiteCursor(ThreadedCursor):
         return row
 
     def close(self) -> None:
-        """Close; a cursor whose statement is finished closes without a hop."""
+        """Close; a finished statement, or a read left early, closes without a hop."""
         self._rows.clear()
-        if self._more:
+        if self._more and not self._read:
             self._more = False
-            self._worker.run(self._raw.close)
+            self._conn.hop(self._raw.close)
         else:
-            # The driver has reset a finished statement already: closing
-            # only drops Python references, no SQLite call can block.
+            # The driver has reset a finished statement already, and ending
+            # a read only lets go of its snapshot: no SQLite call can block.
+            self._more = False
             self._raw.close()
+
+
+# -- connection ----------------------------------------------------------------------------
 
 
 class SQLiteConnection(ThreadedConnection):
     """A sqlite3 connection with its own worker thread (see the module docstring)."""
 
-    _own = ThreadedConnection._own | {"_interrupts", "_busy_ms", "_pragma"}
+    _own = ThreadedConnection._own | {"_interrupts", "_busy_ms", "_rest_ms", "_pragma", "_loop", "_memory"}
 
     def __init__(self, raw: sqlite3.Connection, worker: Worker) -> None:
         super().__init__(raw, worker)
         object.__setattr__(self, "_interrupts", 0)  # interrupt() calls so far
         object.__setattr__(self, "_busy_ms", None)  # the busy timeout, read lazily
+        object.__setattr__(self, "_rest_ms", None)  # the busy timeout between calls: 0 if _loop
         object.__setattr__(self, "_pragma", None)  # a cursor for PRAGMA busy_timeout
+        object.__setattr__(self, "_loop", None)  # a LoopState if statements may run on the loop
+        object.__setattr__(self, "_memory", None)  # the database's _Memory, with _loop
 
     @classmethod
-    def open(cls, connect: Callable[[], sqlite3.Connection], interrupt=None) -> SQLiteConnection:
+    def open(
+        cls,
+        connect: Callable[[], sqlite3.Connection],
+        interrupt=None,
+        *,
+        loop_budget: float = 0.0,
+        database: str = "",
+    ) -> SQLiteConnection:
         """Run ``connect()`` (Django's own, on the worker in the bridge) and wrap it.
 
+        With ``loop_budget`` (seconds) > 0, a connection opened in the bridge
+        whose driver connection was made with ``loop_factory()`` runs short
+        statements on the loop; ``database`` names what it remembers them by.
         ``interrupt`` is ignored: ``SQLiteConnection.interrupt`` is always used.
         """
-        conn = super().open(connect)
-        conn.worker.interrupt = conn.interrupt
+        worker = CountingWorker()
+        try:
+            raw = worker.run(connect)
+            conn = cls(raw, worker)
+            if loop_budget > 0 and in_bridge() and isinstance(raw, LoopConnectionMixin):
+                worker.run(conn._enable_loop, loop_budget, database)
+        except BaseException:
+            worker.stop()
+            raise
+        worker.interrupt = conn.interrupt
         return conn
+
+    def _enable_loop(self, budget: float, database: str) -> None:
+        # On the worker, once Django's connect has returned: its functions
+        # are registered already, unguarded; the busy timeout goes to 0
+        # between calls, and each call that may wait sets it for its time.
+        state = LoopState(budget, self.worker)
+        self._busy_timeout_ms()
+        self._set_busy_timeout(0)
+        object.__setattr__(self, "_rest_ms", 0)
+        object.__setattr__(self, "_loop", state)
+        object.__setattr__(self, "_memory", _memories.setdefault(database, _Memory()))
+        self._raw._tandem_state = state
 
     # -- calls that stay on the calling thread ---------------------------------
     def cursor(self, *args: Any, **kwargs: Any) -> SQLiteCursor:
@@ -209,13 +624,107 @@ class SQLiteConnection(ThreadedConnection):
         """
         return self._interrupts > 0
 
+    @property
+    def runs_on_loop(self) -> bool:
+        """True if short statements of this connection run on the loop thread."""
+        return self._loop is not None
+
+    @property
+    def hops(self) -> int:
+        """Calls handed to the worker thread from the bridge so far (connecting included)."""
+        return self.worker.hops
+
     def __setattr__(self, name: str, value: Any) -> None:
         # Django sets isolation_level on every connect() (autocommit on): it
         # only does I/O (a COMMIT) inside a transaction, so skip the hop.
         if name == "isolation_level" and not self._raw.in_transaction:
             setattr(self._raw, name, value)
+        elif name in self._own:
+            object.__setattr__(self, name, value)
         else:
-            super().__setattr__(name, value)
+            # sqlite3: isolation_level / autocommit setters may run BEGIN or COMMIT.
+            self.hop(setattr, self._raw, name, value)
+
+    # -- where a statement runs ---------------------------------------------------
+    def lane_for(self, kind: str, sql: str) -> str | None:
+        """How a statement of ``kind`` runs on the loop now, or None: on the worker."""
+        state = self._loop
+        if state is None or self.worker.busy or self._interrupts:
+            return None
+        memory = self._memory
+        if kind is READ:
+            if sql in memory.long or sql in memory.calls_python:
+                return None
+            return INTERRUPT
+        if kind is BEGIN:
+            return INTERRUPT
+        if kind is WRITE or kind is SAVEPOINT:
+            # Outside a transaction a write commits (the worker's job);
+            # inside one it may be paused, never stopped. One that ran long
+            # is not started on the loop again: its work would all be the loop's.
+            if not self._raw.in_transaction or sql in memory.long:
+                return None
+            return YIELD
+        return None
+
+    def on_loop(self, lane: str, sql: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``call(*args)`` on the loop, or ``_RERUN`` if it must run again on the worker."""
+        state = self._loop
+        raw = self._raw
+        state.lane = lane
+        in_transaction = raw.in_transaction
+        state.deadline = time.perf_counter() + state.budget
+        raw.set_progress_handler(state.handler, PROGRESS_STEPS)
+        try:
+            return call(*args, **kwargs)
+        except sqlite3.Error as exc:
+            stash = state.stash
+            if stash is not None:
+                state.stash = None
+                raise stash from None
+            if state.overran:
+                _Memory.note(self._memory.long, sql)
+            elif state.left:
+                _Memory.note(self._memory.calls_python, sql)
+            elif not (isinstance(exc, sqlite3.OperationalError) and _lock_conflict(exc) is not None):
+                raise
+            # Stopped, or failed taking a lock, before changing anything: SQLite
+            # rolls back nothing for a read, or for a write that never began.
+            # Should a statement taken for a read have written after all, its
+            # interrupt rolled back the whole transaction: say so, never run on.
+            if in_transaction and not raw.in_transaction:
+                raise sqlite3.OperationalError(
+                    "tandem stopped a statement on the event loop and SQLite rolled back the "
+                    f"whole transaction: {sql[:200]!r} (set OPTIONS['loop_budget_ms'] to 0 "
+                    "to run every statement on the worker thread)"
+                ) from exc
+            return _RERUN
+        finally:
+            raw.set_progress_handler(None, 0)
+            if state.yielded:
+                _Memory.note(self._memory.long, sql)
+            state.lane = None
+            state.overran = state.left = state.yielded = False
+            state.stash = None
+
+    def hop(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``call(*args)`` on the worker in the bridge (else right here), with the real busy timeout."""
+        if self._rest_ms is None or self._rest_ms == self._busy_ms:
+            return self.worker.run(call, *args, **kwargs)
+        return self.worker.run(self._with_busy_timeout, call, args, kwargs)
+
+    def direct(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``call(*args)`` in the calling thread, outside the bridge."""
+        if self._loop is None:
+            return call(*args, **kwargs)  # Django's stock path
+        return self._with_busy_timeout(call, args, kwargs)
+
+    def _with_busy_timeout(self, call: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        self._set_busy_timeout(self._busy_ms)
+        try:
+            return call(*args, **kwargs)
+        finally:
+            self._set_busy_timeout(self._rest_ms)
 
     # -- calls that may block ----------------------------------------------------
     def execute(self, sql: str, *args: Any, **kwargs: Any) -> SQLiteCursor:
@@ -227,30 +736,32 @@ class SQLiteConnection(ThreadedConnection):
         return self.cursor().executemany(sql, *args, **kwargs)
 
     def commit(self) -> None:
-        """Commit (waiting out shared-cache table locks in the bridge)."""
+        """Commit, on the worker in the bridge (waiting out shared-cache table locks)."""
         if in_bridge():
-            self.worker.run(self.wait_for_locks, self._raw.commit)
+            self.worker.run(self.wait_for_locks, self._raw.commit, (), {})
         else:
-            self._raw.commit()
+            self.direct(self._raw.commit)
+
+    def rollback(self) -> None:
+        """Roll back, on the worker in the bridge."""
+        self.hop(self._raw.rollback)
 
     def executescript(self, script: str) -> SQLiteCursor:
         """sqlite3's shortcut: run several statements."""
-        cursor = self.cursor()
-        self.worker.run(cursor._raw.executescript, script)
-        return cursor
+        return self.cursor().executescript(script)
 
     def backup(self, target: Any, **kwargs: Any) -> None:
         """Copy this database into ``target`` (a sqlite3 connection)."""
         target = getattr(target, "raw", target)
-        self.worker.run(self._raw.backup, target, **kwargs)
+        self.hop(self._raw.backup, target, **kwargs)
 
     def iterdump(self, *args: Any, **kwargs: Any):
         """The database as SQL statements (read on the worker, all at once)."""
-        return iter(self.worker.run(lambda: list(self._raw.iterdump(*args, **kwargs))))
+        return iter(self.hop(lambda: list(self._raw.iterdump(*args, **kwargs))))
 
     def load_extension(self, *args: Any, **kwargs: Any) -> None:
         """Load a SQLite extension (reads a shared library)."""
-        self.worker.run(self._raw.load_extension, *args, **kwargs)
+        self.hop(self._raw.load_extension, *args, **kwargs)
 
     def close_later(self) -> None:
         """Close on the worker after any call it is running; never wait for it.
@@ -273,28 +784,34 @@ class SQLiteConnection(ThreadedConnection):
             pass
 
     # -- on the worker -----------------------------------------------------------
-    def wait_for_locks(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def wait_for_locks(self, call: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         """Run ``call``, waiting out other connections' locks as described above.
 
         Runs on the worker, for calls made inside the bridge.
         """
         raw = self._raw
-        sliced = not raw.in_transaction and self._busy_timeout_ms() > BUSY_SLICE_MS
-        if sliced:
-            self._set_busy_timeout(BUSY_SLICE_MS)
+        real = self._busy_timeout_ms()
+        rest = real if self._rest_ms is None else self._rest_ms
+        sliced = not raw.in_transaction and real > BUSY_SLICE_MS
+        wait = BUSY_SLICE_MS if sliced else real
+        if wait != rest:
+            self._set_busy_timeout(wait)
         try:
             return self._retry_on_lock(call, args, kwargs, sliced)
         finally:
-            if sliced:
-                self._set_busy_timeout(self._busy_ms)
+            if wait != rest:
+                self._set_busy_timeout(rest)
 
     def _retry_on_lock(self, call: Callable[..., Any], args: tuple, kwargs: dict, sliced: bool) -> Any:
         started = time.monotonic()
         seen = self._interrupts
         pauses = iter(LOCKED_PAUSES)
+        memory = self._memory
+        sql = args[0] if memory is not None and args and isinstance(args[0], str) else None
+        long = memory.long if sql is not None else {}
         while True:
             try:
-                return call(*args, **kwargs)
+                result = call(*args, **kwargs)
             except sqlite3.OperationalError as exc:
                 code = _lock_conflict(exc)
                 if code is None:
@@ -307,6 +824,10 @@ class SQLiteConnection(ThreadedConnection):
                     raise sqlite3.OperationalError("interrupted") from exc
                 if code == SQLITE_LOCKED_SHAREDCACHE:  # SQLite did not wait: pause ourselves
                     time.sleep(next(pauses, LOCKED_PAUSES[-1]))
+            else:
+                if sql in long and time.monotonic() - started < self._loop.budget / 2:
+                    long.pop(sql, None)  # short again: the loop may try it next time
+                return result
 
     def _busy_timeout_ms(self) -> int:
         if self._busy_ms is None:
