@@ -306,13 +306,27 @@ def _run(queryset: Any, plan: _Plan, kwargs: dict[str, Any]) -> Any:
     model = queryset.model
     if len(rows) == 1:
         row = _convert(rows[0], plan.converters, connection) if plan.converters else rows[0]
-        return model.from_db(db, plan.init_list, row)
+        return _instance(queryset, db, plan.init_list, row)
     if not rows:
         raise model.DoesNotExist(f"{model._meta.object_name} matching query does not exist.")
     num = len(rows) if len(rows) < MAX_GET_RESULTS else f"more than {MAX_GET_RESULTS - 1}"
     raise model.MultipleObjectsReturned(
         f"get() returned more than one {model._meta.object_name} -- it returned {num}!"
     )
+
+
+def _instance(queryset: Any, db: str, init_list: list[str], row: Any) -> Any:
+    """The model instance, built as Django's ModelIterable builds it."""
+    model = queryset.model
+    fetch_mode = getattr(queryset, "_fetch_mode", None)  # Django 6.1+
+    if fetch_mode is None:
+        return model.from_db(db, init_list, row)
+    from django.db.models.query import _get_from_db
+
+    obj = _get_from_db(model, fetch_mode)(db, init_list, row)
+    if fetch_mode.track_peers:
+        obj._state.peers = [weakref.ref(obj)]
+    return obj
 
 
 def _convert(row: tuple, converters: tuple, connection: Any) -> list:
