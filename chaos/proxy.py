@@ -91,11 +91,14 @@ class Proxy:
 
     async def _cut(self) -> None:
         self.state = "down"
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        # Since Python 3.12.1 ``wait_closed()`` also waits for the server's
+        # connections to end: drop them first, or it waits forever.
         self._drop_all()
+        if server is not None:
+            await server.wait_closed()
 
     async def _shutdown(self) -> None:
         await self._cut()
