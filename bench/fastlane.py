@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The ORM fast lane: ``get()`` by primary key with and without it, on each database.
+"""The ORM fast lane: two queries a view runs on every request, with and without it.
 
 Run from the repository root::
 
@@ -7,16 +7,19 @@ Run from the repository root::
     python bench/fastlane.py --db sqlite     # one database
     python bench/fastlane.py --quick         # smoke run
 
-Five ways of fetching one row by primary key, on aliases of the same
+Two queries: ``get()`` of one row by primary key, and a 20-row ``values()``
+page (``filter(author_id=...).order_by("pk").values(4 fields)[:20]``, iterated).
+Five ways of running each, on aliases of the same
 database (``bench/orm.py``'s setup: stock backend for ``sync`` and
 ``stock``, tandem's backend for the others):
 
-* ``sync``: Django's sync ``get()``, stock backend, fast lane off: the
+* ``sync``: Django's sync API, stock backend, fast lane off: the
   baseline, sync Django as it is;
 * ``sync + fast lane``: the same, with ``TANDEM_FAST_LANE = True``;
-* ``stock aget``: Django's ``aget()`` on the stock backend (a thread hop);
-* ``tandem aget``: ``aget()`` on tandem's backend, fast lane off;
-* ``tandem aget + fast lane``: the same, fast lane on.
+* ``stock async``: Django's ``aget()`` / ``async for`` on the stock backend
+  (a thread hop);
+* ``tandem async``: the same on tandem's backend, fast lane off;
+* ``tandem async + fast lane``: the same, fast lane on.
 
 Each round times every way (the order rotating from round to round); the
 table shows medians of the rounds in µs per call and the ratio to
@@ -47,7 +50,8 @@ sys.path.append(str(BENCH_DIR))  # last: orm, workload and benchapp, without sha
 import orm  # noqa: E402  (bench/orm.py: the databases, aliases and settings it sets up)
 
 RESULTS = BENCH_DIR / "results"
-WAYS = ("sync", "sync + fast lane", "stock aget", "tandem aget", "tandem aget + fast lane")
+WAYS = ("sync", "sync + fast lane", "stock async", "tandem async", "tandem async + fast lane")
+QUERIES = ("get by pk", "values page")
 
 
 def parse_args() -> argparse.Namespace:
@@ -74,31 +78,60 @@ def fast_lane(on: bool) -> None:
     fastlane.forget()
 
 
-def time_sync(alias: str, pk: int, calls: int) -> float:
+def _page(alias: str, author_pk: int):
     from benchapp.models import Book
 
-    get = Book.objects.using(alias).get
+    return (
+        Book.objects.using(alias)
+        .filter(author_id=author_pk)
+        .order_by("pk")
+        .values("id", "title", "pages", "published")[:20]
+    )
+
+
+def time_sync(query: str, alias: str, fixture, calls: int) -> float:
+    from benchapp.models import Book
+
+    if query == "get by pk":
+        get, pk = Book.objects.using(alias).get, fixture.book_pk
+
+        def once() -> None:
+            get(pk=pk)
+    else:
+
+        def once() -> None:
+            assert len(list(_page(alias, fixture.author_pk))) == 20
+
     for _ in range(calls // 10):
-        get(pk=pk)
+        once()
     started = time.perf_counter()
     for _ in range(calls):
-        get(pk=pk)
+        once()
     return (time.perf_counter() - started) / calls * 1e6
 
 
-async def time_async(alias: str, pk: int, calls: int) -> float:
+async def time_async(query: str, alias: str, fixture, calls: int) -> float:
     from benchapp.models import Book
 
-    aget = Book.objects.using(alias).aget
+    if query == "get by pk":
+        aget, pk = Book.objects.using(alias).aget, fixture.book_pk
+
+        async def once() -> None:
+            await aget(pk=pk)
+    else:
+
+        async def once() -> None:
+            assert len([row async for row in _page(alias, fixture.author_pk)]) == 20
+
     for _ in range(calls // 10):
-        await aget(pk=pk)
+        await once()
     started = time.perf_counter()
     for _ in range(calls):
-        await aget(pk=pk)
+        await once()
     return (time.perf_counter() - started) / calls * 1e6
 
 
-async def one_round(ways: tuple[str, ...], pk: int, calls: int) -> dict[str, float]:
+async def one_round(query: str, ways: tuple[str, ...], fixture, calls: int) -> dict[str, float]:
     from concurrent.futures import ThreadPoolExecutor
 
     timings = {}
@@ -107,11 +140,12 @@ async def one_round(ways: tuple[str, ...], pk: int, calls: int) -> dict[str, flo
         for way in ways:
             fast_lane("fast lane" in way)
             if way.startswith("sync"):
-                timings[way] = await loop.run_in_executor(thread, time_sync, orm.ALIASES["sync"], pk, calls)
-            elif way == "stock aget":
-                timings[way] = await time_async(orm.ALIASES["stock"], pk, calls)
+                alias = orm.ALIASES["sync"]
+                timings[way] = await loop.run_in_executor(thread, time_sync, query, alias, fixture, calls)
+            elif way == "stock async":
+                timings[way] = await time_async(query, orm.ALIASES["stock"], fixture, calls)
             else:
-                timings[way] = await time_async(orm.ALIASES["tandem"], pk, calls)
+                timings[way] = await time_async(query, orm.ALIASES["tandem"], fixture, calls)
     return timings
 
 
@@ -125,15 +159,18 @@ def run_one(db: str, args: argparse.Namespace) -> dict:
     if db == "sqlite":
         orm.sqlite_wal()
     fixture = prepare(orm.ALIASES["sync"])
-    rounds: dict[str, list[float]] = {way: [] for way in WAYS}
-    for index in range(args.rounds):
-        order = WAYS[index % len(WAYS) :] + WAYS[: index % len(WAYS)]
-        for way, value in asyncio.run(one_round(order, fixture.book_pk, args.calls)).items():
-            rounds[way].append(value)
-    medians = {way: statistics.median(values) for way, values in rounds.items()}
+    results = {}
+    for query in QUERIES:
+        rounds: dict[str, list[float]] = {way: [] for way in WAYS}
+        for index in range(args.rounds):
+            order = WAYS[index % len(WAYS) :] + WAYS[: index % len(WAYS)]
+            for way, value in asyncio.run(one_round(query, order, fixture, args.calls)).items():
+                rounds[way].append(value)
+        medians = {way: statistics.median(values) for way, values in rounds.items()}
+        results[query] = {"medians_us": medians, "rounds_us": rounds}
     if db == "sqlite":
         shutil.rmtree(Path(server["NAME"]).parent, ignore_errors=True)
-    return {"database": db, "medians_us": medians, "rounds_us": rounds}
+    return {"database": db, "queries": results}
 
 
 def _renamed(url: str) -> str:
@@ -173,14 +210,16 @@ def main() -> int:
 
 
 def report(results: list[dict], args: argparse.Namespace) -> None:
-    print(f"\nget() by primary key, µs per call (median of {args.rounds} rounds of {args.calls} calls)\n")
-    print(f"| {'database':<10} | " + " | ".join(f"{w:>24}" for w in WAYS) + " |")
-    print(f"| {'-' * 10} | " + " | ".join("-" * 23 + ":" for _ in WAYS) + " |")
-    for result in results:
-        medians = result["medians_us"]
-        base = medians["sync"]
-        cells = [f"{medians[w]:8.1f} ({medians[w] / base:4.2f}x)" for w in WAYS]
-        print(f"| {result['database']:<10} | " + " | ".join(f"{c:>24}" for c in cells) + " |")
+    for query in QUERIES:
+        rounds = f"median of {args.rounds} rounds of {args.calls} calls"
+        print(f"\n{query}: µs per call ({rounds}), ratio to sync\n")
+        print(f"| {'database':<10} | " + " | ".join(f"{w:>24}" for w in WAYS) + " |")
+        print(f"| {'-' * 10} | " + " | ".join("-" * 23 + ":" for _ in WAYS) + " |")
+        for result in results:
+            medians = result["queries"][query]["medians_us"]
+            base = medians["sync"]
+            cells = [f"{medians[w]:8.1f} ({medians[w] / base:4.2f}x)" for w in WAYS]
+            print(f"| {result['database']:<10} | " + " | ".join(f"{c:>24}" for c in cells) + " |")
     if not args.quick:
         document = {
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

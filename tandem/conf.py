@@ -87,7 +87,7 @@ def _read_fast_lane() -> bool:
 
 
 def fast_lane() -> bool:
-    """``TANDEM_FAST_LANE``: ``get()`` by exact values reuses compiled SQL (default True)."""
+    """``TANDEM_FAST_LANE``: repeated query shapes reuse their compiled SQL (default True)."""
     return _cached("TANDEM_FAST_LANE", _read_fast_lane)
 
 

@@ -48,10 +48,10 @@ from django.db.models.query import MAX_GET_RESULTS, ModelIterable
 
 from tandem import conf
 
-__all__ = ["forget", "get", "schema_editor_exit"]
+__all__ = ["SIMPLE_VALUES", "forget", "get", "plain", "schema_editor_exit"]
 
 # Values whose exact match always compiles to "column = %s".
-_SIMPLE_VALUES = (int, str, bool, uuid.UUID, datetime.date, datetime.datetime)
+SIMPLE_VALUES = (int, str, bool, uuid.UUID, datetime.date, datetime.datetime)
 # Fields whose exact lookup is a plain comparison with one parameter.
 _SIMPLE_FIELDS = frozenset(
     {
@@ -94,7 +94,10 @@ _plans: weakref.WeakKeyDictionary[type, dict[tuple, _Plan | None]] = weakref.Wea
 
 def forget(**kwargs: Any) -> None:
     """Drop every plan (connected to ``setting_changed``; schema editors call it too)."""
+    from tandem import shapes
+
     _plans.clear()
+    shapes.forget()
 
 
 def schema_editor_exit(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -114,7 +117,7 @@ def get(original: Callable[..., Any]) -> Callable[..., Any]:
     """``QuerySet.get`` with the fast lane in front of it."""
 
     def get(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if args or not kwargs or not _plain(self) or not conf.fast_lane():
+        if args or not kwargs or not plain(self) or not conf.fast_lane():
             return original(self, *args, **kwargs)
         key = _shape(self, kwargs)
         if key is None:
@@ -133,7 +136,7 @@ def get(original: Callable[..., Any]) -> Callable[..., Any]:
     return get
 
 
-def _plain(queryset: Any) -> bool:
+def plain(queryset: Any) -> bool:
     """True for the model's plain queryset (what ``Model.objects`` gives)."""
     query = queryset.query
     return (
@@ -170,7 +173,7 @@ def _shape(queryset: Any, kwargs: dict[str, Any]) -> tuple | None:
     parts: list = [db, connections[db].vendor]
     for name in sorted(kwargs):
         value = kwargs[name]
-        if type(value) not in _SIMPLE_VALUES:
+        if type(value) not in SIMPLE_VALUES:
             return None
         parts.append((name, type(value)))
     return tuple(parts)

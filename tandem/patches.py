@@ -133,6 +133,22 @@ REGISTRY: tuple[Patch, ...] = (
     ),
     Patch(
         "core",
+        "django.db.models.query:QuerySet",
+        "filter",
+        "tandem.shapes:filter",
+        "filter() by exact or compared values reuses the query built for its shape (TANDEM_FAST_LANE)",
+        wraps=True,
+    ),
+    Patch(
+        "core",
+        "django.db.models.sql.compiler:SQLCompiler",
+        "as_sql",
+        "tandem.shapes:as_sql",
+        "a one-table query of simple lookups reuses the SQL compiled for its shape (TANDEM_FAST_LANE)",
+        wraps=True,
+    ),
+    Patch(
+        "core",
         "django.db.backends.base.schema:BaseDatabaseSchemaEditor",
         "__exit__",
         "tandem.fastlane:schema_editor_exit",

@@ -320,3 +320,62 @@ async def test_a_closed_connection_answers_with_the_drivers_error_in_the_bridge(
             connection.close()
 
     assert await native(close_then_check)() is False  # not "cannot schedule new futures"
+
+
+# -- autocommit switches ride with the next call -------------------------------------------
+
+
+def _transaction_counting_calls(fail: bool) -> tuple[int, int]:
+    from django.db import transaction
+
+    connection.ensure_connection()
+    conn = connection.connection
+    before = conn.calls
+    try:
+        with transaction.atomic():
+            for name in ("a", "b", "c"):
+                Author.objects.create(name=name)
+            if fail:
+                raise ValueError("roll back")
+    except ValueError:
+        pass
+    return conn.calls - before, backend_pid()
+
+
+async def test_a_transaction_sends_autocommit_switches_with_its_statements():
+    calls, pid = await native(_transaction_counting_calls)(False)
+    # Three INSERTs and the COMMIT: switching autocommit off went with the
+    # first INSERT, switching it on again goes with the next call (backend_pid).
+    assert calls == 4
+    calls, same_pid = await native(_transaction_counting_calls)(True)
+    assert calls == 4 and same_pid == pid  # the pooled connection was reused
+    names = await native(lambda: sorted(Author.objects.values_list("name", flat=True)))()
+    assert names == ["a", "b", "c"]
+    # Autocommit is on again for the next user: a write is visible from elsewhere at once.
+    await Author.objects.acreate(name="d")
+    assert await asyncio.to_thread(_count_elsewhere) == 4
+
+
+def _count_elsewhere() -> int:
+    conn = MySQLdb.connect(**connections["default"].get_connection_params())
+    try:
+        cursor = conn.cursor()
+        cursor.execute(f"SELECT COUNT(*) FROM {Author._meta.db_table}")
+        return cursor.fetchone()[0]
+    finally:
+        conn.close()
+
+
+async def test_switches_that_cancel_out_send_nothing():
+    def off_then_on() -> tuple:
+        connection.ensure_connection()
+        conn = connection.connection
+        before = conn.calls
+        conn.autocommit(False)
+        off = (conn.pending_autocommit, conn.get_autocommit())
+        conn.autocommit(True)
+        return off, (conn.pending_autocommit, conn.get_autocommit()), conn.calls - before
+
+    off, on, calls = await native(off_then_on)()
+    assert off == (False, False)  # Django sees autocommit off; nothing went to the server yet
+    assert on == (None, True) and calls == 0

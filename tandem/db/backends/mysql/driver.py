@@ -129,7 +129,15 @@ class LinkWatch:
         self._conn = conn
 
     def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """``Worker.run``, marking the connection broken on a link error."""
+        """``Worker.run``, marking the connection broken on a link error.
+
+        A switch of autocommit the connection put off (``MySQLConnection.
+        autocommit``) is made first, on the worker, in the same hop.
+        """
+        conn = self._conn
+        if conn.pending_autocommit is not None:
+            fn = conn.with_autocommit(fn)
+        conn.calls += 1
         try:
             return self._worker.run(fn, *args, **kwargs)
         except MySQLdb.InterfaceError:
@@ -152,7 +160,14 @@ class MySQLConnection(ThreadedConnection):
     in flight, and whether Django has set up its session.
     """
 
-    _own = ThreadedConnection._own | {"released_clean", "broken", "killer", "session_ready"}
+    _own = ThreadedConnection._own | {
+        "released_clean",
+        "broken",
+        "killer",
+        "session_ready",
+        "pending_autocommit",
+        "calls",
+    }
 
     # Set by the wrapper that gives the connection back to the pool: idle,
     # outside any transaction, in autocommit mode.
@@ -163,6 +178,10 @@ class MySQLConnection(ThreadedConnection):
     killer: QueryKiller | None = None
     # True once Django's init_connection_state has set up the session.
     session_ready = False
+    # An autocommit switch not sent yet: it goes with the next call to the server.
+    pending_autocommit: bool | None = None
+    # Calls made through the worker (in the bridge, each one a thread hop).
+    calls = 0
 
     def __init__(self, raw: Any, worker: Worker) -> None:
         super().__init__(raw, LinkWatch(worker, self))
@@ -172,9 +191,47 @@ class MySQLConnection(ThreadedConnection):
         return MySQLCursor(self._raw.cursor(*args, **kwargs), self.worker)
 
     def autocommit(self, on: bool) -> None:
-        """Switch autocommit; a round trip only if it changes."""
-        if bool(self._raw.get_autocommit()) != bool(on):
-            self.worker.run(self._raw.autocommit, on)
+        """Switch autocommit; in the bridge, with the next call to the server.
+
+        Django switches it off to open a transaction and on again after the
+        commit: each switch is a round trip of its own, and in the bridge a
+        thread hop too. Put off, the switch is sent just before the next
+        statement (or commit, rollback, ping), on the worker, in that call's
+        hop: the transaction still begins before its first statement, and a
+        connection given back with autocommit on is switched back before its
+        next user's first statement. Outside the bridge it is sent at once.
+        """
+        on = bool(on)
+        if not in_bridge():
+            self.pending_autocommit = None
+            if bool(self._raw.get_autocommit()) != on:
+                self._raw.autocommit(on)
+            return
+        self.pending_autocommit = None if bool(self._raw.get_autocommit()) == on else on
+
+    def close(self) -> None:
+        """Close; a switch of autocommit not sent yet no longer matters."""
+        self.pending_autocommit = None
+        super().close()
+
+    def get_autocommit(self) -> bool:
+        """Autocommit as Django set it (a switch not sent yet included)."""
+        pending = self.pending_autocommit
+        return bool(self._raw.get_autocommit()) if pending is None else pending
+
+    def with_autocommit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn``, preceded by the autocommit switch still to send (on the worker)."""
+
+        def switch_then_call(*args: Any, **kwargs: Any) -> Any:
+            pending = self.pending_autocommit
+            if pending is not None:
+                # Cleared only once sent: a call cancelled before it ran leaves
+                # the switch for the next one.
+                self._raw.autocommit(pending)
+                self.pending_autocommit = None
+            return fn(*args, **kwargs)
+
+        return switch_then_call
 
     def ping(self, *args: Any) -> Any:
         """Check the server answers (raises if not)."""
@@ -188,8 +245,7 @@ class MySQLConnection(ThreadedConnection):
             return False
         if self.killer is not None and not self.killer.settled:
             return False
-        raw = self._raw
-        return bool(raw.open) and bool(raw.get_autocommit())
+        return bool(self._raw.open) and self.get_autocommit()
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._raw, name)
