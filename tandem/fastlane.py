@@ -46,6 +46,11 @@ from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.db import connections
 from django.db.models.query import MAX_GET_RESULTS, ModelIterable
 
+try:  # Django 6.1+: how ModelIterable builds an instance for a fetch mode
+    from django.db.models.query import _get_from_db
+except ImportError:  # Django 5.2: querysets have no fetch mode
+    _get_from_db = None  # type: ignore[assignment]
+
 from tandem import conf
 
 __all__ = ["SIMPLE_VALUES", "forget", "get", "plain", "schema_editor_exit"]
@@ -324,8 +329,6 @@ def _instance(queryset: Any, db: str, init_list: list[str], row: Any) -> Any:
     fetch_mode = getattr(queryset, "_fetch_mode", None)  # Django 6.1+
     if fetch_mode is None:
         return model.from_db(db, init_list, row)
-    from django.db.models.query import _get_from_db
-
     obj = _get_from_db(model, fetch_mode)(db, init_list, row)
     if fetch_mode.track_peers:
         obj._state.peers = [weakref.ref(obj)]
