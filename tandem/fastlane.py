@@ -49,7 +49,7 @@ from django.db.models.query import MAX_GET_RESULTS, ModelIterable
 try:  # Django 6.1+: how ModelIterable builds an instance for a fetch mode
     from django.db.models.query import _get_from_db
 except ImportError:  # Django 5.2: querysets have no fetch mode
-    _get_from_db = None  # type: ignore[assignment]
+    _get_from_db = None
 
 from tandem import conf
 
@@ -128,7 +128,7 @@ def get(original: Callable[..., Any]) -> Callable[..., Any]:
         if key is None:
             return original(self, *args, **kwargs)
         by_shape = _plans.get(self.model)
-        plan = by_shape.get(key, False) if by_shape is not None else False
+        plan: Any = by_shape.get(key, False) if by_shape is not None else False  # False: not learned
         if plan is False:
             return _learn(self, key, kwargs, original)
         if plan is None or not _current(plan, self.model):
@@ -184,7 +184,7 @@ def _shape(queryset: Any, kwargs: dict[str, Any]) -> tuple | None:
     return tuple(parts)
 
 
-def _fields(model: type, kwargs: dict[str, Any]) -> tuple | None:
+def _fields(model: Any, kwargs: dict[str, Any]) -> tuple | None:
     """The fields looked up, in sorted keyword order (Django's), if each is simple."""
     opts = model._meta
     found = []
@@ -243,7 +243,7 @@ def _ranges(fields: tuple, connection: Any) -> tuple:
     return tuple(found)
 
 
-def _current(plan: _Plan, model: type) -> bool:
+def _current(plan: _Plan, model: Any) -> bool:
     opts = model._meta
     return plan.concrete_fields is opts.concrete_fields and plan.db_table == opts.db_table
 
@@ -298,7 +298,7 @@ def _compile(queryset: Any, kwargs: dict[str, Any]) -> _Plan | None:
 def _unbind(converter: Callable[..., Any], connection: Any) -> Any:
     """A converter bound to this connection's ``ops`` is rebound to each run's."""
     if getattr(converter, "__self__", None) is connection.ops:
-        return ("ops", converter.__func__)
+        return ("ops", converter.__func__)  # type: ignore[attr-defined]  # a bound method
     return converter
 
 

@@ -123,12 +123,12 @@ def forget() -> None:
     _compiled.clear()
 
 
-def _current(entry: _Filter | _Compiled, model: type) -> bool:
+def _current(entry: _Filter | _Compiled, model: Any) -> bool:
     opts = model._meta
     return entry.concrete_fields is opts.concrete_fields and entry.db_table == opts.db_table
 
 
-def _remember(table: weakref.WeakKeyDictionary, model: type, key: tuple, entry: Any) -> None:
+def _remember(table: weakref.WeakKeyDictionary, model: Any, key: tuple, entry: Any) -> None:
     shapes = table.setdefault(model, {})
     if len(shapes) < MAX_SHAPES:
         shapes[key] = entry
@@ -147,7 +147,7 @@ def filter(original: Callable[..., Any]) -> Callable[..., Any]:
         if key is None:
             return original(self, *args, **kwargs)
         shapes = _filters.get(self.model)
-        entry = shapes.get(key, False) if shapes is not None else False
+        entry: Any = shapes.get(key, False) if shapes is not None else False  # False: not learned
         if entry is False:
             return _learn_filter(self, key, kwargs, original)
         if entry is None or not _current(entry, self.model):
@@ -223,7 +223,7 @@ def as_sql(original: Callable[..., Any]) -> Callable[..., Any]:
             return original(self, with_limits, with_col_aliases)
         model = self.query.model
         shapes = _compiled.get(model)
-        entry = shapes.get(key, False) if shapes is not None else False
+        entry: Any = shapes.get(key, False) if shapes is not None else False  # False: not learned
         if entry is False:
             return _learn_sql(self, key, with_limits, with_col_aliases, original)
         if entry is None or not _current(entry, model):
@@ -257,10 +257,12 @@ def _sql_key(compiler: Any, with_limits: bool, with_col_aliases: bool) -> tuple 
         if getattr(query, name):
             return None
     table = _one_table(query, model._meta.db_table)
+    if table is None:
+        return None
     where = _where_key(query.where, table)
     select = _select_key(query.select, table)
     order_by = query.order_by
-    if table is None or where is None or select is None or not all(type(o) is str for o in order_by):
+    if where is None or select is None or not all(type(o) is str for o in order_by):
         return None
     selected = query.selected
     if selected is not None:

@@ -21,7 +21,7 @@ import weakref
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.mysql import base as django_mysql
@@ -42,7 +42,14 @@ class DatabaseValidation(TandemValidationMixin, MySQLValidation):
     """Django's MySQL checks (``sql_mode``, field types), plus tandem's."""
 
 
-class OnWorkerThreads:
+if TYPE_CHECKING:
+    # To mypy the mixin extends the wrapper it is mixed into (Any here).
+    from django.db.backends.base.base import BaseDatabaseWrapper as _WrapperBase
+else:
+    _WrapperBase = object
+
+
+class OnWorkerThreads(_WrapperBase):
     """Opens each driver connection on a worker thread of its own.
 
     Mixed in after ``TandemWrapperMixin`` so the pool's ``connect`` is this
@@ -59,10 +66,13 @@ class OnWorkerThreads:
         return conn
 
 
-class DatabaseWrapper(TandemWrapperMixin, OnWorkerThreads, bridgeable(django_mysql.DatabaseWrapper)):
+# bridgeable() makes its base at import time: to mypy, Any.
+class DatabaseWrapper(TandemWrapperMixin, OnWorkerThreads, bridgeable(django_mysql.DatabaseWrapper)):  # type: ignore[misc]
     """Django's MySQL ``DatabaseWrapper`` on the event loop."""
 
     validation_class = DatabaseValidation
+    if TYPE_CHECKING:  # Django's attribute, which tandem swaps out while setting up
+        queries_log: deque
 
     def get_connection_params(self) -> dict[str, Any]:
         """Django's parameters for ``MySQLdb.connect``, minus tandem's ``pool`` option."""

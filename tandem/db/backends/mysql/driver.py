@@ -184,7 +184,8 @@ class MySQLConnection(ThreadedConnection):
     calls = 0
 
     def __init__(self, raw: Any, worker: Worker) -> None:
-        super().__init__(raw, LinkWatch(worker, self))
+        # LinkWatch stands in for the Worker it wraps (same calls, by delegation).
+        super().__init__(raw, LinkWatch(worker, self))  # type: ignore[arg-type]
 
     def cursor(self, *args: Any, **kwargs: Any) -> MySQLCursor:
         """A cursor; mysqlclient creates it without talking to the server."""
