@@ -44,7 +44,7 @@ class _Bridge(greenlet):
         super().__init__(self._serve)
         self.outcome: tuple[bool, Any] | None = None
 
-    def _serve(self, job: tuple) -> None:
+    def _serve(self, job: Any) -> None:  # a (fn, args, kwargs) tuple, or _RETIRE
         while job is not _RETIRE:
             self._run(*job)
             # Park holding nothing: the outcome travels as an attribute the
@@ -179,7 +179,7 @@ async def _drive(fn: Callable[..., R], args: tuple, kwargs: dict) -> R:
             request = _switch(bridge, fn, bridge.throw, exc)
         else:
             request = _switch(bridge, fn, bridge.switch, value)
-    ok, value = bridge.outcome
+    ok, value = bridge.outcome  # type: ignore[misc]  # set by _run before the bridge is _DONE
     bridge.outcome = bridge.gr_context = None
     if len(parked) < MAX_IDLE_BRIDGES:
         parked.append(bridge)

@@ -16,13 +16,16 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import transaction as django_transaction
 
 from tandem.bridge import call_native
 from tandem.scope import Shared, current_task, is_tandem_alias, transactions
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["aatomic"]
 
@@ -41,7 +44,8 @@ class aatomic:  # noqa: N801 - named like Django's atomic
     """
 
     def __init__(self, using: str | Callable | None = None, savepoint: bool = True, durable: bool = False):
-        self.using = using
+        # A callable never gets here: __new__ returned the decorated function.
+        self.using: str | None = using  # type: ignore[assignment]
         self.savepoint = savepoint
         self.durable = durable
         self._frames: list[tuple[Any, ...]] = []
@@ -66,7 +70,7 @@ class aatomic:  # noqa: N801 - named like Django's atomic
                 "Use a tandem.db.backends.* ENGINE, or for a stock backend wrap a "
                 "function that uses atomic() in sync_to_async()."
             )
-        task = current_task()
+        task: asyncio.Task = current_task()  # type: ignore[assignment]  # async with: in a task
         visible = transactions.get()
         outer = visible.get(alias)
         atomic = django_transaction.Atomic(alias, self.savepoint, self.durable)

@@ -50,7 +50,7 @@ def _native_class(klass: type) -> bool | None:
 
 def runs_natively(cache: Any) -> bool:
     """Whether ``cache``'s ``a*`` methods run its sync methods in the bridge."""
-    native = _native_class(type(cache))
+    native = _native_class(type(cache))  # type: ignore[arg-type]  # mypy: a class is Hashable
     if native is None:
         return is_tandem_alias(router.db_for_write(cache.cache_model_class))
     return native

@@ -25,7 +25,7 @@ __all__ = ["contrib_sync_to_async"]
 
 
 @functools.cache
-def _database_model(klass: type) -> Any:
+def _database_model(klass: type[Any]) -> Any:
     """The model a database-backed session store or auth backend uses, or None."""
     from django.apps import apps
 

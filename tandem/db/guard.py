@@ -14,6 +14,7 @@ import asyncio
 import functools
 import os
 from contextvars import ContextVar
+from typing import Any
 
 from django.core.exceptions import SynchronousOnlyOperation
 from django.utils.asyncio import async_unsafe
@@ -69,7 +70,7 @@ def running_loop_unless_passed() -> asyncio.AbstractEventLoop:
     return asyncio.get_running_loop()
 
 
-def _as_found_on(instance: object, attr: object):
+def _as_found_on(instance: object, attr: Any):
     """Class attribute ``attr`` as ``instance.name`` gives it, unguarded.
 
     A function (a patch with a ``self``) is bound to ``instance``; a

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["may_change_session", "watching"]
 
@@ -72,7 +72,15 @@ def _judge(sql: str) -> bool:
     return any(name in lowered for name in _SESSION_FUNCTIONS)
 
 
-class _Watching:
+if TYPE_CHECKING:
+    # To mypy _Watching extends the cursor wrapper it is mixed into (Django's,
+    # Any here), so its super() calls check; at run time it extends object.
+    from django.db.backends.utils import CursorWrapper as _CursorWrapperBase
+else:
+    _CursorWrapperBase = object
+
+
+class _Watching(_CursorWrapperBase):
     """Mark the wrapper (``db.session_changed``) before a statement that may change the session."""
 
     db: Any

@@ -24,13 +24,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import SyncToAsync
 from asgiref.sync import sync_to_async as _stock_sync_to_async
 
 from tandem import conf
 from tandem.bridge import call_native
+
+if TYPE_CHECKING:
+    from typing import TypeGuard
 
 __all__ = [
     "asgi_sync_to_async",
@@ -110,7 +113,7 @@ def natively(func: Callable) -> Callable:
 
     owner = getattr(func, "__self__", None)
     if owner is not None:
-        run_natively.__self__ = owner
+        run_natively.__self__ = owner  # type: ignore[attr-defined]  # a function takes attributes
     return run_natively
 
 
@@ -140,7 +143,9 @@ def request_used_a_thread() -> bool:
     return context in SyncToAsync.context_to_thread_executor
 
 
-def _joins_the_request_thread(func: Callable | None, thread_sensitive: bool, executor: Any) -> bool:
+def _joins_the_request_thread(
+    func: Callable | None, thread_sensitive: bool, executor: Any
+) -> TypeGuard[Callable]:  # True: func is not None
     """True if ``func`` must queue behind work already in the request's thread."""
     return func is not None and thread_sensitive and executor is None and request_used_a_thread()
 

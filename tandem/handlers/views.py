@@ -55,7 +55,7 @@ def view_runs_on_loop(view: Callable) -> bool:
 
 
 def _atomic_async_view(view: Callable) -> Callable:
-    non_atomic = getattr(view, "_non_atomic_requests", set())
+    non_atomic: set[str] = getattr(view, "_non_atomic_requests", set())
     aliases = [
         alias
         for alias, settings_dict in connections.settings.items()

@@ -64,5 +64,5 @@ for _twin_fn, _name in (
     (amail_admins, "mail_admins"),
     (amail_managers, "mail_managers"),
 ):
-    _twin_fn.__signature__ = inspect.signature(getattr(mail, _name))
+    _twin_fn.__signature__ = inspect.signature(getattr(mail, _name))  # type: ignore[union-attr]  # a function takes it
 del _twin_fn, _name

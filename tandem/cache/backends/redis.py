@@ -58,7 +58,7 @@ class _LoopClient:
                 async with asyncio.timeout(POOL_WAIT_SECONDS):
                     await self.slots.acquire()
             except TimeoutError:
-                command.close()
+                command.close()  # type: ignore[attr-defined]  # redis.asyncio's commands are coroutines
                 raise redis.ConnectionError("No connection available.") from None
         else:
             await self.slots.acquire()

@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
 
@@ -63,8 +63,17 @@ def _in_background(coro) -> None:
 
 logger = logging.getLogger("tandem.db.backends")
 
+if TYPE_CHECKING:
+    # To mypy the mixins below extend what they are mixed into (Django's
+    # wrapper, which is Any here), so their super() calls and the wrapper's
+    # attributes check. At run time they extend object, as written.
+    from django.db.backends.base.base import BaseDatabaseWrapper as _WrapperBase
+    from django.db.backends.base.validation import BaseDatabaseValidation as _ValidationBase
+else:
+    _WrapperBase = _ValidationBase = object
 
-class TandemWrapperMixin:
+
+class TandemWrapperMixin(_WrapperBase):
     """Mixed in before a ``bridgeable()`` Django wrapper by each tandem backend."""
 
     # Set by tandem.scope when the wrapper is stored for an asyncio task.
@@ -77,6 +86,9 @@ class TandemWrapperMixin:
     session_changed = False
     # The pool this task-owned wrapper's connections come from (one loop's).
     _pool: Pool | None = None
+    if TYPE_CHECKING:  # Django's attributes that tandem's code assigns
+        connection: Any  # the driver connection, or None
+        settings_dict: dict[str, Any]
 
     # -- hooks each backend implements for its driver --------------------------
     @staticmethod
@@ -122,13 +134,13 @@ class TandemWrapperMixin:
     def make_cursor(self, cursor):
         """The backend's cursor wrapper, watching for statements that change the session."""
         wrapped = super().make_cursor(cursor)
-        wrapped.__class__ = watching(type(wrapped))
+        wrapped.__class__ = watching(type(wrapped))  # type: ignore[arg-type]  # mypy: a class is Hashable
         return wrapped
 
     def make_debug_cursor(self, cursor):
         """The backend's debug cursor wrapper (queries logged), watching the same."""
         wrapped = super().make_debug_cursor(cursor)
-        wrapped.__class__ = watching(type(wrapped))
+        wrapped.__class__ = watching(type(wrapped))  # type: ignore[arg-type]  # mypy: a class is Hashable
         return wrapped
 
     def connect(self):
@@ -331,7 +343,7 @@ class PinnedCursor:
                 self._wrapper.pinned_cursors = max(0, self._wrapper.pinned_cursors - 1)
 
 
-class TandemValidationMixin:
+class TandemValidationMixin(_ValidationBase):
     """Backend checks (``check --database``, ``migrate``): the app must be installed."""
 
     def check(self, **kwargs):

@@ -30,7 +30,7 @@ import ssl
 import threading
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.mail.backends import smtp
 from django.core.mail.utils import DNS_NAME
@@ -45,8 +45,21 @@ __all__ = ["SMTP", "SMTP_SSL", "EmailBackend"]
 blocking_logger = logging.getLogger("tandem.blocking")
 
 
-class _Bridged:
+if TYPE_CHECKING:
+    # To mypy _Bridged extends smtplib.SMTP, which it is mixed into; at run
+    # time it extends object.
+    _SMTPBase = smtplib.SMTP
+else:
+    _SMTPBase = object
+
+
+class _Bridged(_SMTPBase):
     """What tandem changes in an ``smtplib.SMTP`` class: in the bridge, the socket is a stream."""
+
+    if TYPE_CHECKING:
+        # Wider than typeshed's: without it, to mypy nothing after starttls()'s
+        # isinstance() test could run, and it would not be checked.
+        sock: socket.socket | StreamSocket | None  # type: ignore[assignment]
 
     def _tls_context(self) -> ssl.SSLContext | None:
         """The context of implicit TLS (SMTP_SSL), or None."""
@@ -60,31 +73,33 @@ class _Bridged:
                     "loop is blocked until the SMTP server answers. Use tandem.mail's asend_mail() "
                     "(or message.asend()), or run the code with tandem.native()."
                 )
-            return super()._get_socket(host, port, timeout)
+            return super()._get_socket(host, port, timeout)  # type: ignore[misc]  # private: not in typeshed
         # smtplib's own rules for ``timeout``: 0 is refused, and its default
         # sentinel means socket's global default (None unless set).
         if timeout is not None and not timeout:
             raise ValueError("Non-blocking socket (timeout=0) is not supported")
-        if timeout is socket._GLOBAL_DEFAULT_TIMEOUT:
+        if timeout is socket._GLOBAL_DEFAULT_TIMEOUT:  # type: ignore[attr-defined]  # private
             timeout = socket.getdefaulttimeout()
+        # smtplib's private attributes (_print_debug, _host) are not in typeshed,
+        # which also types source_address wider than smtplib uses it.
         if self.debuglevel > 0:
-            self._print_debug("connect: to", (host, port), self.source_address)
+            self._print_debug("connect: to", (host, port), self.source_address)  # type: ignore[attr-defined]
         return StreamSocket.connect(
             (host, port),
             timeout,
-            self.source_address,
+            self.source_address,  # type: ignore[arg-type]
             tls=self._tls_context(),
-            server_hostname=self._host,  # what smtplib passes to wrap_socket()
+            server_hostname=self._host,  # type: ignore[attr-defined]  # what smtplib passes to wrap_socket()
         )
 
     def starttls(self, *args: Any, context: ssl.SSLContext | None = None, **kwargs: Any) -> tuple[int, bytes]:
         """smtplib's ``starttls()``; on a stream, the stream itself is upgraded to TLS."""
         if not isinstance(self.sock, StreamSocket):
-            return super().starttls(*args, context=context, **kwargs)
+            return super().starttls(*args, context=context, **kwargs)  # type: ignore[call-overload]  # as given
         if args or kwargs:
             # Python 3.11's keyfile/certfile (deprecated, gone in 3.12).
             raise TypeError("starttls() in the bridge takes context= only; put the key and certificate in it")
-        return super().starttls(context=_UpgradeInPlace(context))
+        return super().starttls(context=_UpgradeInPlace(context))  # type: ignore[call-overload]  # duck-typed
 
 
 class _UpgradeInPlace:
@@ -101,7 +116,7 @@ class _UpgradeInPlace:
     def wrap_socket(self, sock: StreamSocket, server_hostname: str | None = None) -> StreamSocket:
         """Do the TLS handshake on ``sock``'s stream and return ``sock``."""
         # Without a context smtplib uses this private helper of ssl's too.
-        context = self.context if self.context is not None else ssl._create_stdlib_context()
+        context = self.context if self.context is not None else ssl._create_stdlib_context()  # type: ignore[attr-defined]  # private
         sock.start_tls(context, server_hostname)
         return sock
 

@@ -46,7 +46,8 @@ class DatabaseValidation(TandemValidationMixin, BaseDatabaseValidation):
     """Django's backend checks, plus tandem's."""
 
 
-class DatabaseWrapper(TandemWrapperMixin, bridgeable(django_postgresql.DatabaseWrapper)):
+# bridgeable() makes its base at import time: to mypy, Any.
+class DatabaseWrapper(TandemWrapperMixin, bridgeable(django_postgresql.DatabaseWrapper)):  # type: ignore[misc]
     """Django's PostgreSQL ``DatabaseWrapper`` on the event loop."""
 
     Database = Database

@@ -77,7 +77,7 @@ class BridgedConnection(psycopg.Connection):
         super().__init__(*args, **kwargs)
         # psycopg serialises users of a connection with a threading.Lock; two
         # greenlets contending for it would block the loop thread forever.
-        self.lock = BridgeLock()
+        self.lock = BridgeLock()  # type: ignore[assignment]  # threading.Lock's stand-in, same methods
 
     @classmethod
     def connect(cls, conninfo: str = "", **kwargs):
