@@ -9,6 +9,8 @@ the same database pool size per process, against the same PostgreSQL
 database (``tandem_bench``, recreated, migrated and seeded by this script):
 
 - ``tandem``: the demo under uvicorn, tandem's PostgreSQL backend;
+- ``tandem-no-fast-lane``: the same with ``TANDEM_FAST_LANE = False``
+  (the ORM fast lane off);
 - ``stock-async``: the same async views on Django's stock backend with its
   psycopg_pool (``sync_to_async`` under the hood);
 - ``sync-gthread``: sync twins of the views, stock backend and pool, under
@@ -155,6 +157,12 @@ def servers(workers: int, pool: int, port: int, upstream: str, middleware: str =
     assert parts.hostname  # a TCP DSN: pg_stat_activity is read over it too
     return {
         "tandem": Server("tandem", [*uvicorn, "demo.asgi:application"], EXAMPLE, demo_env),
+        "tandem-no-fast-lane": Server(
+            "tandem-no-fast-lane",
+            [*uvicorn, "demo.asgi:application"],
+            EXAMPLE,
+            {**demo_env, "TANDEM_DEMO_FAST_LANE": "0"},
+        ),
         "stock-async": Server(
             "stock-async",
             [*uvicorn, "demo.asgi:application"],

@@ -98,6 +98,8 @@ else:
 
 if "TANDEM_DEMO_SYNC_VIEWS" in os.environ:
     TANDEM_SYNC_VIEWS = os.environ["TANDEM_DEMO_SYNC_VIEWS"]
+# The ORM fast lane is on by default; bench/http.py measures the demo without it too.
+TANDEM_FAST_LANE = os.environ.get("TANDEM_DEMO_FAST_LANE", "1") == "1"
 
 ROOT_URLCONF = "demo.urls"
 # The demo's own login page (shop/views.py), where @login_required sends visitors.
