@@ -40,9 +40,11 @@ test: $(STAMP)
 	@# The demo's own tests, on the same database.
 	cd example && TANDEM_DEMO_DB=$${TANDEM_TEST_DB:-sqlite} $(abspath $(BIN))/python -m pytest $(PYTEST_ARGS)
 
+# mypy type-checks tandem/ ([tool.mypy] in pyproject.toml says how strictly).
 lint: $(STAMP)
 	$(BIN)/ruff check tandem tests bench example conformance chaos
 	$(BIN)/ruff format --check tandem tests bench example conformance chaos
+	$(BIN)/mypy tandem
 
 # The upstream stub (example/upstream.py, UPSTREAM_LATENCY seconds) and the
 # SMTP sink the order confirmations go to (example/mailsink.py, keeping them
