@@ -13,6 +13,7 @@ Run with ``TANDEM_TEST_DB=sqlite``; on another database the module is skipped.
 
 import asyncio
 import copy
+import gc
 import sqlite3
 import threading
 import time
@@ -29,11 +30,12 @@ if connections["default"].vendor != "sqlite":
     )
 
 from tandem import aatomic, native
+from tandem.bridge import await_
 from tandem.db.backends.sqlite3 import driver
 from tandem.db.backends.sqlite3.base import DatabaseWrapper
 from tandem.db.backends.sqlite3.driver import READ, SAVEPOINT, WRITE, statement_kind
 from tandem.pool import loop_pools
-from tests import db  # noqa: F401 - registers tandem_sleep() on every SQLite connection
+from tests import db  # registers tandem_sleep() on every SQLite connection
 from tests.app.models import Author, Counter
 from tests.watchdog import longest_stall
 
@@ -47,6 +49,9 @@ INSERT_AFTER_COUNTING = f"INSERT INTO {AUTHORS} (name) {TEN_MILLION}SELECT 'coun
 ENDLESS = (
     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
     "SELECT count(*) FROM (SELECT x FROM c LIMIT 1000000000)"
+)
+THOUSAND_ROWS = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000) SELECT x FROM c"
 )
 MAX_GAP = 0.05
 
@@ -318,6 +323,123 @@ async def test_a_long_read_is_cancellable():
     assert time.monotonic() - cancelled_at < 1.0
     assert await Author.objects.acount() == 0
     assert await _pool_is_clean()
+
+
+# -- cancelled mid-statement: the connection is closed, not reused ------------------------------
+
+
+def _rows_left_unread(left: list) -> None:
+    # As the ORM does: a cursor closed on an Exception, not on a cancellation.
+    cursor = connection.cursor()
+    cursor.execute(THOUSAND_ROWS)  # on the loop, with its first 100 rows: the statement stays mid-way
+    cursor.fetchone()
+    left.append((connection.connection, cursor))
+    await_(asyncio.sleep(60))  # cancelled here
+
+
+def _write_stopped_in_its_pause(left: list) -> None:
+    with transaction.atomic():
+        Author.objects.create(name="never committed")
+        cursor = connection.cursor()
+        left.append((connection.connection, cursor))
+        cursor.execute(INSERT_AFTER_COUNTING)  # pauses on the loop each budget: cancelled in a pause
+
+
+def _long_write_on_the_worker() -> object:
+    # Autocommit: the worker's, whole (about a second), holding the connection's mutex.
+    _sql(INSERT_AFTER_COUNTING)
+    return connection.connection
+
+
+@pytest.fixture
+def without_test_functions():
+    """No ``tests.db`` functions registered at each checkout of a pooled connection.
+
+    Registering a function fails on a connection with a statement mid-way
+    ("Error creating function"): without the fix that error would hide the
+    stall this module measures.
+    """
+    connection_created.disconnect(db._sqlite_functions)
+    yield
+    connection_created.connect(db._sqlite_functions)
+
+
+@pytest.mark.usefixtures("without_test_functions")
+@pytest.mark.parametrize("leave", [_rows_left_unread, _write_stopped_in_its_pause], ids=["rows", "write"])
+async def test_a_cursor_a_cancelled_task_left_mid_statement_never_stalls_the_loop(leave):
+    # sqlite3 resets a statement when its cursor is closed or freed, under the
+    # connection's mutex. Given back to the pool, the connection would go to
+    # the next task, whose long statement on the worker holds that mutex while
+    # the loop frees the cancelled task's cursor (the garbage collector does,
+    # in a real request): the loop would wait for the whole statement.
+    left: list = []
+    task = asyncio.create_task(native(leave)(left))
+    await _soon(_until(lambda: left))
+    await asyncio.sleep(0.05)  # rows read / the write past a few budgets
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    ((its_connection, cursor),) = left
+    left[:] = [cursor]
+    del cursor
+    gc.collect()  # the traceback's cycles: only ``left`` keeps the cursor now
+
+    next_user = asyncio.create_task(native(_long_write_on_the_worker)())
+    await asyncio.sleep(0.2)
+    assert not next_user.done()
+
+    async def free_the_cursor():
+        left.clear()
+        return await _soon(next_user)
+
+    assert await longest_stall(free_the_cursor()) < MAX_GAP
+    # Closed, not reused; nothing of the cancelled task's written.
+    assert next_user.result() is not its_connection
+    assert [a.name async for a in Author.objects.all()] == ["counted 10000000"]
+    assert await _pool_is_clean()
+
+
+def _read(how: str) -> object:
+    cursor = connection.cursor()
+    cursor.execute(THOUSAND_ROWS)
+    if how == "closed":
+        cursor.fetchone()
+        cursor.close()
+    else:
+        cursor.fetchall()  # to its end, and never closed
+    return connection.connection
+
+
+@pytest.mark.parametrize("how", ["closed", "read to its end"])
+async def test_a_cursor_closed_or_read_to_its_end_leaves_its_connection_to_the_pool(how):
+    first = await native(_read)(how)
+    await asyncio.sleep(0)  # the connection goes back to the pool between units
+    assert await native(_driver_connection)() is first
+
+
+async def test_a_connection_opened_for_a_cancelled_task_is_closed_on_its_worker(tmp_path):
+    closed_in: list[str] = []
+
+    class Noted(sqlite3.Connection):
+        def close(self) -> None:
+            closed_in.append(_where(threading.current_thread().name))
+            super().close()
+
+    # Connecting takes about a second, on the worker: Django runs init_command there.
+    wrapper = _standalone(tmp_path, factory=Noted, init_command=COUNT_TO_TEN_MILLION)
+    task = asyncio.create_task(native(wrapper.ensure_connection)())
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # Not left to be freed, and so closed, on the loop.
+    await _soon(_until(lambda: closed_in))
+    assert closed_in == ["worker"]
+
+
+async def _until(condition, step: float = 0.005) -> None:
+    while not condition():
+        await asyncio.sleep(step)
 
 
 # -- locks: waited for on the worker, never on the loop --------------------------------------------

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.base.validation import BaseDatabaseValidation
@@ -84,8 +84,12 @@ class DatabaseValidation(TandemValidationMixin, BaseDatabaseValidation):
     """Django's backend checks, plus tandem's."""
 
 
-class _WorkerWrapper(bridgeable(django_sqlite.DatabaseWrapper)):
+# bridgeable() makes its base at import time: to mypy, Any.
+class _WorkerWrapper(bridgeable(django_sqlite.DatabaseWrapper)):  # type: ignore[misc]
     """Django's SQLite wrapper whose connections come with a worker thread."""
+
+    if TYPE_CHECKING:  # Django's attribute (5.2+), set by its get_connection_params()
+        init_commands: list[str]
 
     # Seconds a statement may run on the loop (get_connection_params sets it).
     loop_budget = DEFAULT_LOOP_BUDGET_MS / 1000
@@ -164,8 +168,12 @@ class DatabaseWrapper(TandemWrapperMixin, _WorkerWrapper):
     # -- pool hooks -----------------------------------------------------------
     @staticmethod
     def connection_is_reusable(conn: SQLiteConnection) -> bool:
-        """Open, its worker idle, never interrupted, and outside a transaction."""
-        if conn.worker.busy or conn.interrupted:
+        """Open, its worker idle, never interrupted, outside a transaction, no statement left mid-way.
+
+        A connection a cancelled task left with a statement mid-way is closed
+        (on its worker) rather than reused: see ``SQLiteConnection.left_mid_statement``.
+        """
+        if conn.worker.busy or conn.interrupted or conn.left_mid_statement:
             return False
         try:
             return not conn.raw.in_transaction

@@ -78,6 +78,15 @@ What the worker adds, as before:
   timeout, as ``sqlite3_unlock_notify()`` would do.
 * **Closing never blocks the loop**: the pool closes connections on their
   worker (``close_later``).
+* **A cursor left mid-statement takes its connection with it.** sqlite3
+  resets a statement when its cursor is closed or freed, under the
+  connection's mutex. A task cancelled with a cursor whose statement is
+  mid-way (rows not all read, a call abandoned: Django closes a cursor on
+  an ``Exception``, not on ``CancelledError``) leaves it to the garbage
+  collector, on the loop thread; had the connection gone back to the pool,
+  that would wait for the next user's statement on the worker. So the pool
+  closes such a connection instead (``left_mid_statement``), on its worker,
+  and those cursors' driver objects go there with it.
 """
 
 from __future__ import annotations
@@ -86,9 +95,10 @@ import asyncio
 import re
 import sqlite3
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tandem.bridge import await_, in_bridge
 from tandem.db.threaded import ThreadedConnection, ThreadedCursor, Worker
@@ -312,7 +322,14 @@ def _guard_aggregate(state: LoopState, cls: type) -> type:
     return Guarded
 
 
-class LoopConnectionMixin:
+if TYPE_CHECKING:
+    # To mypy the mixin extends the sqlite3 connection it is mixed into.
+    _ConnectionBase = sqlite3.Connection
+else:
+    _ConnectionBase = object
+
+
+class LoopConnectionMixin(_ConnectionBase):
     """A ``sqlite3.Connection`` whose Python functions registered after connecting are guarded.
 
     The functions Django registers while connecting are called as they are:
@@ -381,7 +398,37 @@ class CountingWorker(Worker):
         return result
 
 
+def _close_all(connections: list[sqlite3.Connection]) -> None:
+    # On the worker: close and let go of driver connections nobody will use.
+    for raw in connections:
+        try:
+            raw.close()
+        except sqlite3.Error:
+            pass
+    connections.clear()
+
+
 # -- cursor -----------------------------------------------------------------------------
+
+
+class _HandedOverCursor:
+    """What a ``SQLiteCursor`` holds once its driver cursor went to the worker to be closed."""
+
+    description = None
+    rowcount = -1
+    lastrowid = None
+
+    def close(self) -> None:
+        """Closed already."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise sqlite3.ProgrammingError("Cannot operate on a closed cursor.")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise sqlite3.ProgrammingError("Cannot operate on a closed cursor.")
+
+
+_HANDED_OVER = _HandedOverCursor()
 
 
 class SQLiteCursor(ThreadedCursor):
@@ -395,7 +442,7 @@ class SQLiteCursor(ThreadedCursor):
     forwarded by properties.
     """
 
-    __setattr__ = object.__setattr__
+    __setattr__ = object.__setattr__  # type: ignore[assignment]  # plain attributes, not the driver's
 
     def __init__(self, raw: sqlite3.Cursor, conn: SQLiteConnection) -> None:
         self._raw = raw
@@ -439,21 +486,27 @@ class SQLiteCursor(ThreadedCursor):
         kind = statement_kind(sql)
         lane = conn.lane_for(kind, sql)
         fetched = _RERUN
-        if lane is not None:
-            # Until it returns, the statement may hold rows (or still run, if
-            # we are cancelled): close() must then go through the worker.
-            self._more, self._read = True, False
-            fetched = conn.on_loop(lane, sql, self._prefetch, sql, args, kwargs)
-        if fetched is _RERUN:  # wait_for_locks sets the busy timeout itself: no hop()
-            self._more, self._read = True, False
-            fetched = conn.worker.run(self._execute_and_prefetch, sql, args, kwargs)
-        else:
-            self._read = kind is READ
+        try:
+            if lane is not None:
+                # Until it returns, the statement may hold rows (or still run, if
+                # we are cancelled): close() must then go through the worker.
+                self._more, self._read = True, False
+                fetched = conn.on_loop(lane, sql, self._prefetch, sql, args, kwargs)
+            if fetched is _RERUN:  # wait_for_locks sets the busy timeout itself: no hop()
+                self._more, self._read = True, False
+                fetched = conn.worker.run(self._execute_and_prefetch, sql, args, kwargs)
+            else:
+                self._read = kind is READ
+        except BaseException:
+            self._note_if_mid_statement()
+            raise
         if fetched:
-            rows.extend(fetched)
-            self._more = len(fetched) == PREFETCH_ROWS
-        else:
-            self._more = False
+            rows.extend(fetched)  # type: ignore[arg-type]  # rows, once not _RERUN
+            if len(fetched) == PREFETCH_ROWS:  # type: ignore[arg-type]  # the driver may hold more
+                self._more = True
+                conn.note_mid_statement(self)
+                return self
+        self._more = False
         return self
 
     def _prefetch(self, sql: str, args: tuple, kwargs: dict) -> list | None:
@@ -478,10 +531,14 @@ class SQLiteCursor(ThreadedCursor):
         else:
             lane = conn.lane_for(WRITE if statement_kind(sql) is WRITE else OTHER, sql)
             done = _RERUN
-            if lane is not None:
-                done = conn.on_loop(lane, sql, self._raw.executemany, sql, *args, **kwargs)
-            if done is _RERUN:
-                conn.hop(self._raw.executemany, sql, *args, **kwargs)
+            try:
+                if lane is not None:
+                    done = conn.on_loop(lane, sql, self._raw.executemany, sql, *args, **kwargs)
+                if done is _RERUN:
+                    conn.hop(self._raw.executemany, sql, *args, **kwargs)
+            except BaseException:
+                self._note_if_mid_statement()
+                raise
         self._more = False
         return self
 
@@ -498,7 +555,7 @@ class SQLiteCursor(ThreadedCursor):
             return self._rows.popleft()
         if not self._more:
             return None
-        row = self._conn.hop(self._raw.fetchone)
+        row = self._hop(self._raw.fetchone)
         self._more = row is not None
         return row
 
@@ -514,7 +571,7 @@ class SQLiteCursor(ThreadedCursor):
             rows = [ahead.popleft() for _ in range(size)]
         if len(rows) < size and self._more:
             wanted = size - len(rows)
-            fetched = self._conn.hop(self._raw.fetchmany, wanted)
+            fetched = self._hop(self._raw.fetchmany, wanted)
             self._more = len(fetched) == wanted
             rows.extend(fetched)
         return rows
@@ -524,7 +581,7 @@ class SQLiteCursor(ThreadedCursor):
         rows = list(self._rows)
         self._rows.clear()
         if self._more:
-            rows.extend(self._conn.hop(self._raw.fetchall))
+            rows.extend(self._hop(self._raw.fetchall))
             self._more = False
         return rows
 
@@ -537,14 +594,43 @@ class SQLiteCursor(ThreadedCursor):
     def close(self) -> None:
         """Close; a finished statement, or a read left early, closes without a hop."""
         self._rows.clear()
-        if self._more and not self._read:
-            self._more = False
-            self._conn.hop(self._raw.close)
-        else:
-            # The driver has reset a finished statement already, and ending
-            # a read only lets go of its snapshot: no SQLite call can block.
-            self._more = False
+        if not self._more:
+            # The driver has reset a finished statement already: no SQLite call.
             self._raw.close()
+        elif self._read and not self._worker.busy:
+            # Ending a read only lets go of its snapshot, and no call of the
+            # worker's holds the connection (its mutex) meanwhile.
+            self._raw.close()
+            self._more = False
+        else:
+            # Only once closed is the statement finished: a close abandoned
+            # by a cancelled task leaves it mid-way.
+            self._hop(self._raw.close)
+            self._more = False
+
+    def _hop(self, call: Callable[..., Any], *args: Any) -> Any:
+        # A call on the worker for a statement under way (fetching, closing).
+        try:
+            return self._conn.hop(call, *args)
+        except BaseException:
+            self._note_if_mid_statement()
+            raise
+
+    def _note_if_mid_statement(self) -> None:
+        # A call failed or was abandoned: the statement may be left mid-way.
+        if self._more:
+            self._conn.note_mid_statement(self)
+
+    def hand_over(self) -> sqlite3.Cursor:
+        """Give up the driver's cursor, for the connection to close it on its worker.
+
+        From then on this cursor is closed: ``close()`` does nothing, and
+        nothing else of the loop's touches the driver's cursor again.
+        """
+        raw, self._raw = self._raw, _HANDED_OVER
+        self._rows.clear()
+        self._more = False
+        return raw
 
 
 # -- connection ----------------------------------------------------------------------------
@@ -553,11 +639,21 @@ class SQLiteCursor(ThreadedCursor):
 class SQLiteConnection(ThreadedConnection):
     """A sqlite3 connection with its own worker thread (see the module docstring)."""
 
-    _own = ThreadedConnection._own | {"_interrupts", "_busy_ms", "_rest_ms", "_pragma", "_loop", "_memory"}
+    _own = ThreadedConnection._own | {
+        "_interrupts",
+        "_busy_ms",
+        "_rest_ms",
+        "_pragma",
+        "_loop",
+        "_memory",
+        "_mid_statement",
+    }
 
     def __init__(self, raw: sqlite3.Connection, worker: Worker) -> None:
         super().__init__(raw, worker)
         object.__setattr__(self, "_interrupts", 0)  # interrupt() calls so far
+        # Cursors that may have left their statement mid-way (a WeakSet, made on first use).
+        object.__setattr__(self, "_mid_statement", None)
         object.__setattr__(self, "_busy_ms", None)  # the busy timeout, read lazily
         object.__setattr__(self, "_rest_ms", None)  # the busy timeout between calls: 0 if _loop
         object.__setattr__(self, "_pragma", None)  # a cursor for PRAGMA busy_timeout
@@ -581,12 +677,23 @@ class SQLiteConnection(ThreadedConnection):
         ``interrupt`` is ignored: ``SQLiteConnection.interrupt`` is always used.
         """
         worker = CountingWorker()
+        made: list[sqlite3.Connection] = []
+
+        def connect_and_keep() -> sqlite3.Connection:
+            made.append(connect())
+            return made[-1]
+
         try:
-            raw = worker.run(connect)
+            raw = worker.run(connect_and_keep)
             conn = cls(raw, worker)
             if loop_budget > 0 and in_bridge() and isinstance(raw, LoopConnectionMixin):
                 worker.run(conn._enable_loop, loop_budget, database)
         except BaseException:
+            # Failed or cancelled once the driver connection was made (or
+            # while it was being made): close it on the worker, after that
+            # call, rather than leave it to be freed, and so closed, on the loop.
+            if made or worker.busy:
+                worker.defer(_close_all, made)
             worker.stop()
             raise
         worker.interrupt = conn.interrupt
@@ -623,6 +730,28 @@ class SQLiteConnection(ThreadedConnection):
         cursor left unfinished somewhere would make it fail every statement.
         """
         return self._interrupts > 0
+
+    def note_mid_statement(self, cursor: SQLiteCursor) -> None:
+        """Remember ``cursor``: its statement may be mid-way (rows unread, a call abandoned)."""
+        cursors = self._mid_statement
+        if cursors is None:
+            cursors = weakref.WeakSet()
+            object.__setattr__(self, "_mid_statement", cursors)
+        cursors.add(cursor)
+
+    @property
+    def left_mid_statement(self) -> bool:
+        """True while a cursor of this connection has a statement neither finished nor closed.
+
+        Rows not all fetched, or a call a cancelled task abandoned. The pool
+        does not reuse such a connection: sqlite3 resets a statement when its
+        cursor is closed or freed, which takes the connection's mutex, so a
+        cursor the garbage collector frees later on the loop thread would
+        wait for whatever the worker then runs for the connection's next
+        user, a one-second query say.
+        """
+        cursors = self._mid_statement
+        return cursors is not None and any(cursor._more for cursor in cursors)
 
     @property
     def runs_on_loop(self) -> bool:
@@ -768,16 +897,36 @@ class SQLiteConnection(ThreadedConnection):
 
         For the pool: the loop must not block on a connection a cancelled
         call may still hold, nor on the WAL checkpoint that closing the last
-        connection to a database performs.
+        connection to a database performs. Cursors left mid-statement are
+        closed there first, and their driver cursors leave the loop's hands
+        (``SQLiteCursor.hand_over``): freed on the loop before that, each
+        would wait for the worker.
         """
+        left = self._take_mid_statement()
         try:
-            self.worker.defer(self._close_quietly)
+            self.worker.defer(self._close_quietly, left)
         except RuntimeError:  # the interpreter is exiting: no new threads
-            self._close_quietly()
+            self._close_quietly(left)
         finally:
             self.worker.stop()
 
-    def _close_quietly(self) -> None:
+    def _take_mid_statement(self) -> list[sqlite3.Cursor]:
+        cursors = self._mid_statement
+        if not cursors:
+            return []
+        object.__setattr__(self, "_mid_statement", None)
+        return [cursor.hand_over() for cursor in list(cursors) if cursor._more]
+
+    def _close_quietly(self, left: list[sqlite3.Cursor] | None = None) -> None:
+        # Statements first: closed with the connection, sqlite3 would leave
+        # them to whoever frees their cursors, the loop perhaps.
+        for raw in left or ():
+            try:
+                raw.close()
+            except sqlite3.Error:
+                pass
+        if left:
+            left.clear()  # the last references, dropped on this thread
         try:
             self._raw.close()
         except sqlite3.Error:  # broken already: nothing left to close
