@@ -13,6 +13,8 @@ passes on stock and fails in another mode is a regression, unless
 from __future__ import annotations
 
 import argparse
+import fcntl
+import importlib.util
 import json
 import os
 import platform
@@ -57,6 +59,7 @@ APPS = (
 FAILING = {"failed", "error", "unexpected_success", "missing", "timeout"}
 PASSING = {"passed", "expected_failure"}
 POLL = 1.0  # seconds between two looks at a running runtests.py
+LOGS_KEPT = 20  # the logs of this many runs are kept, per Django version, database and mode
 TEST_TIMEOUT = float(os.environ.get("TANDEM_CONFORMANCE_TEST_TIMEOUT") or 300)
 
 
@@ -67,10 +70,14 @@ class Run:
     outcomes: dict[str, str]
     complete: bool
     stopped: str = ""  # why it did not end on its own, if it did not
+    log: Path | None = None  # runtests.py's output: tracebacks, stacks of a stopped run
 
 
 class TerminatedError(Exception):
     """The runner was told to stop (SIGTERM, SIGHUP): as Ctrl-C, its runs stop with it."""
+
+
+STOPS = (KeyboardInterrupt, TerminatedError)
 
 
 def _stop_on_signals() -> None:
@@ -129,14 +136,47 @@ def _end_sessions(db: str, mode: str) -> None:
         print(f"  {db}/{mode}: ended {ended} server session(s) the stopped run left running", flush=True)
 
 
-def run_mode(tests: Path, db: str, mode: str, apps: list[str], args) -> Run:
-    """Run ``apps`` of Django's suite on ``db`` in ``mode``."""
+def run_id() -> str:
+    """This run's name in its files: when it started (UTC, so names sort by time), and its pid."""
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{os.getpid()}"
+
+
+def run_mode(tests: Path, db: str, mode: str, apps: list[str], args, run: str | None = None) -> Run:
+    """Run ``apps`` of Django's suite on ``db`` in ``mode``.
+
+    The run's files in the cache's ``logs/`` carry its name (``run``, see
+    ``run_id``): another run, even one going on at the same time, never
+    truncates its log or reads or deletes its results. ``STEM.log`` links to
+    the latest run's log; the files of the last ``LOGS_KEPT`` runs are kept.
+    """
     logs = suite.cache_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     stem = f"django-{django.get_version()}-{db}-{mode}"
-    results, log, events = logs / f"{stem}.json", logs / f"{stem}.log", logs / f"{stem}.progress"
+    run = run or run_id()
+    results, log, events = (logs / f"{stem}-{run}.{ext}" for ext in ("json", "log", "progress"))
+    outcome = _run_mode(tests, db, mode, apps, args, results, log, events, latest=logs / f"{stem}.log")
+    # The outcomes go into the report. (If the runner is stopped, they stay: what the run did.)
     results.unlink(missing_ok=True)
     events.unlink(missing_ok=True)
+    runs = sorted({path.name.removeprefix(f"{stem}-").split(".")[0] for path in logs.glob(f"{stem}-[0-9]*")})
+    for old in runs[:-LOGS_KEPT]:
+        for path in logs.glob(f"{stem}-{old}.*"):
+            path.unlink(missing_ok=True)
+    return outcome
+
+
+def _point(link: Path, target: Path) -> None:
+    """Make ``link`` a symbolic link to ``target`` (same directory), replacing what is there."""
+    new = link.with_name(f".{link.name}.{os.getpid()}")
+    try:
+        new.unlink(missing_ok=True)
+        new.symlink_to(target.name)
+        os.replace(new, link)
+    except OSError:  # no symbolic links here: the run's own log is still named in the report
+        pass
+
+
+def _run_mode(tests, db, mode, apps, args, results: Path, log: Path, events: Path, latest: Path) -> Run:
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -151,6 +191,7 @@ def run_mode(tests: Path, db: str, mode: str, apps: list[str], args) -> Run:
     watch = progress.Reader(events)
     stopped = ""
     with open(log, "w") as out:
+        _point(latest, log)
         process = subprocess.Popen(
             command,
             cwd=tests,
@@ -183,21 +224,26 @@ def run_mode(tests: Path, db: str, mode: str, apps: list[str], args) -> Run:
                     _kill_group(process, signal.SIGABRT)
                     _end_sessions(db, mode)
                     break
-        except BaseException:  # Ctrl-C, SIGTERM, SIGHUP, an error here: the run ends with us
+        except BaseException as exc:  # Ctrl-C, SIGTERM, SIGHUP, an error here: the run ends with us
             _kill_group(process, signal.SIGKILL, grace=0)
             _end_sessions(db, mode)
+            if isinstance(exc, STOPS):  # what the run did goes into the report all the same
+                watch.poll()
+                stopped = f"the runner was stopped ({str(exc) or 'Ctrl-C'})"
+                exc.run = Run(watch.outcomes, complete=False, stopped=stopped, log=log)
             raise
     watch.poll()
     seconds = time.monotonic() - started
     if stopped:
         print(f"  {db}/{mode}: STOPPED, {stopped}; stacks in {log}", flush=True)
-        return Run(watch.outcomes, complete=False, stopped=stopped)
+        return Run(watch.outcomes, complete=False, stopped=stopped, log=log)
     if not results.exists():
-        print(f"  {db}/{mode}: runtests.py exited {process.returncode} without results; see {log}")
-        return Run(watch.outcomes, complete=False, stopped=f"runtests.py exited {process.returncode}")
+        stopped = f"runtests.py exited {process.returncode}"
+        print(f"  {db}/{mode}: {stopped} without results; see {log}")
+        return Run(watch.outcomes, complete=False, stopped=stopped, log=log)
     outcomes = json.loads(results.read_text())
     print(f"  {db}/{mode}: {len(outcomes)} tests in {seconds:.0f} s (log: {log})", flush=True)
-    return Run(outcomes, complete=True)
+    return Run(outcomes, complete=True, log=log)
 
 
 def app_of(test_id: str) -> str:
@@ -231,7 +277,8 @@ def compare(db: str, runs: dict[str, Run]) -> dict:
                 continue
             entry = expected.expected(test_id, db, mode)
             if before in PASSING and after in FAILING:
-                (known if entry else regressions).append({"test": test_id, "mode": mode, "outcome": after})
+                item = {"test": test_id, "mode": mode, "outcome": after, "log": str(run.log or "")}
+                (known if entry else regressions).append(item)
             elif entry and after in PASSING:
                 fixed.append({"test": test_id, "mode": mode})
     return {
@@ -241,6 +288,7 @@ def compare(db: str, runs: dict[str, Run]) -> dict:
         "fixed": fixed,
         "stopped": stopped,
         "not_run": not_run,
+        "logs": {mode: str(run.log or "") for mode, run in runs.items()},
     }
 
 
@@ -290,6 +338,17 @@ def write_report(path: Path, meta: dict, reports: dict, merge: bool) -> None:
     rest: partial runs one after the other add up to one report.
     ``ran_at`` says when each app last ran, by database.
     """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not merge:
+        _write_report(path, meta, reports, merge)
+        return
+    # Merging reads the report, then replaces it: runs ending at the same time take turns.
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _write_report(path, meta, reports, merge)
+
+
+def _write_report(path: Path, meta: dict, reports: dict, merge: bool) -> None:
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     data = {**meta, "databases": {}}
     if merge and path.exists():
@@ -314,8 +373,8 @@ def write_report(path: Path, meta: dict, reports: dict, merge: bool) -> None:
         merged["ran_at"].update(dict.fromkeys(ran, now))
         merged["stopped"] = report["stopped"]
         merged["not_run"] = report["not_run"]
+        merged["logs"] = report["logs"]  # the latest run's; each listed test names its own
         data["databases"][db] = merged
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Written beside, then renamed: a reader never sees half a report.
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=path.name, delete=False) as f:
         f.write(json.dumps(data, indent=1) + "\n")
@@ -326,7 +385,12 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m conformance", description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", default=os.environ.get("DB") or " ".join(DATABASES))
-    parser.add_argument("--apps", default=os.environ.get("APPS") or " ".join(APPS))
+    parser.add_argument(
+        "--apps",
+        default=os.environ.get("APPS") or " ".join(APPS),
+        help="apps of Django's suite, space-separated, or 'all': every app its runtests.py runs "
+        "(default: the apps tandem's conformance covers)",
+    )
     parser.add_argument("--modes", default=" ".join(MODES))
     parser.add_argument("--parallel", default="1", help="runtests.py --parallel (processes per mode)")
     parser.add_argument(
@@ -354,26 +418,67 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--db/DB: unknown database(s) {sorted(unknown)}; use {', '.join(DATABASES)}")
     if "stock" not in modes or not set(modes) <= set(MODES):
         parser.error(f"--modes: choose from {', '.join(MODES)}, stock included (the baseline)")
+    if args.parallel != "1" and importlib.util.find_spec("tblib") is None:
+        # Django's parallel runner pickles each failure with its traceback; without tblib the
+        # first failure, in any mode, ends the whole runtests.py run.
+        parser.error("--parallel above 1 needs tblib (pip install tblib), as Django's suite does")
     tests = suite.tests_dir()
-    apps = [a for a in args.apps.split() if (tests / a).is_dir()]
-    if absent := [a for a in args.apps.split() if a not in apps]:
-        print(f"conformance: not in Django {django.get_version()}'s suite, left out: {' '.join(absent)}")
+    requested = args.apps.split()
+    everything = "all" in requested
+    if everything:
+        apps = suite.all_apps(tests)
+        print(f"conformance: all {len(apps)} apps of Django {django.get_version()}'s suite")
+    else:
+        apps = [a for a in requested if (tests / a).is_dir()]
+        if absent := [a for a in requested if a not in apps]:
+            print(f"conformance: not in Django {django.get_version()}'s suite, left out: {' '.join(absent)}")
 
     _stop_on_signals()
-    reports, status = {}, 0
+    reports, status, run, stop = {}, 0, run_id(), None
     for db in dbs:
-        runs = {mode: run_mode(tests, db, mode, apps, args) for mode in modes}
+        runs = {}
+        for mode in modes:
+            try:
+                runs[mode] = run_mode(tests, db, mode, apps, args, run)
+            except STOPS as exc:  # stopped: report what ran, then stop
+                stop = exc
+                if getattr(exc, "run", None):
+                    runs[mode] = exc.run
+                break
+        if "stock" not in runs:  # stopped before it had a baseline
+            break
         reports[db] = report = compare(db, runs)
         print_report(db, report)
         if report["regressions"] or report["stopped"]:
             status = 1
-    full = set(dbs) == set(DATABASES) and set(args.apps.split()) >= set(APPS) and set(modes) == set(MODES)
+        if stop:
+            break
+    if stop and not reports:
+        raise stop
+    # A full run is the default selection (or more) everywhere: its report is the one the tables of
+    # docs/conformance.md come from. `--apps all` is not one: it adds up in the cache as partial
+    # runs do, and conformance/results/ keeps the default selection's.
+    full = (
+        not everything
+        and not stop
+        and set(dbs) == set(DATABASES)
+        and set(requested) >= set(APPS)
+        and set(modes) == set(MODES)
+    )
     where = RESULTS if full else suite.cache_dir() / "logs"
     path = args.json or where / f"django-{django.get_version()}.json"
     meta = {"django": django.get_version(), "python": platform.python_version(), "apps": apps}
-    command = "make conformance" if full else f"make conformance DB='{args.db}' APPS='{' '.join(apps)}'"
+    if full:  # conformance/results/ is kept in the repository: no paths of this machine
+        for report in reports.values():
+            report.pop("logs")
+            for item in report["regressions"] + report["expected"]:
+                item.pop("log")
+    selection = "all" if everything else " ".join(apps)
+    command = "make conformance" if full else f"make conformance DB='{args.db}' APPS='{selection}'"
     write_report(path, {**meta, "command": command}, reports, merge=not full and args.json is None)
     print(f"\nreport: {path}")
+    if stop:
+        raise stop
     print("\nconformance:", "REGRESSIONS (see above)" if status else "no regressions")
     return status
 

@@ -7,6 +7,7 @@ default ``~/.cache/tandem-conformance``), so later runs work offline.
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -32,6 +33,38 @@ def tests_dir(version: str | None = None) -> Path:
     if not (target / "tests" / "runtests.py").exists():
         _download(version, target)
     return target / "tests"
+
+
+def all_apps(tests: Path) -> list[str]:
+    """Every app of the suite in ``tests``, found as its ``runtests.py`` finds them.
+
+    Django's ``runtests.py`` (``get_test_modules``) runs, when it is given no
+    label, every directory at the top of ``tests/`` whose name has no dot and
+    that holds an ``__init__.py``, except those its ``SUBDIRS_TO_SKIP[""]``
+    names (read from that very file, so each Django version's own list
+    applies) and ``gis_tests``, which it skips without a GIS database
+    backend: ``conformance.settings`` configures none, and ``runtests.py``
+    refuses ``gis_tests`` as a label then.
+    """
+    skip = _subdirs_to_skip(tests / "runtests.py") | {"gis_tests"}
+    return sorted(
+        entry.name
+        for entry in tests.iterdir()
+        if "." not in entry.name
+        and entry.name not in skip
+        and entry.is_dir()
+        and (entry / "__init__.py").exists()
+    )
+
+
+def _subdirs_to_skip(runtests: Path) -> set[str]:
+    """``SUBDIRS_TO_SKIP[""]`` of ``runtests``: the top-level directories it never runs."""
+    for node in ast.parse(runtests.read_text(), str(runtests)).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "SUBDIRS_TO_SKIP" for target in node.targets
+        ):
+            return set(ast.literal_eval(node.value)[""])
+    raise RuntimeError(f"{runtests}: no SUBDIRS_TO_SKIP; how does this Django find its test apps?")
 
 
 def _download(version: str, target: Path) -> None:

@@ -5,6 +5,7 @@
   method it captured before patching gets the original (no recursion).
 * Django's test cases refuse the databases a test did not declare; a task's
   own wrapper of a tandem alias refuses them too, with Django's messages.
+* The runner's ``--apps all`` runs the apps Django's ``runtests.py`` runs.
 """
 
 import asyncio
@@ -17,6 +18,7 @@ from django.db import connections
 from django.test import SimpleTestCase
 from django.test.testcases import DatabaseOperationForbidden
 
+from conformance import suite
 from tandem import native
 from tests.app.models import Author
 
@@ -122,3 +124,41 @@ def test_the_refusals_end_with_the_test_class():
         Probe._remove_databases_failures()
         Probe.doClassCleanups()
     assert {name for name in REFUSED if name in wrapper_class.__dict__} == before
+
+
+# -- the conformance runner's `--apps all` -------------------------------------
+RUNTESTS = """
+SUBDIRS_TO_SKIP = {
+    "": {"import_error_package", "test_runner_apps"},
+    "gis_tests": {"data"},
+}
+"""
+
+
+def _suite_tree(tests, runtests=RUNTESTS):
+    """A ``tests/`` directory shaped as Django's: packages, plain directories, files."""
+    tests.mkdir()
+    (tests / "runtests.py").write_text(runtests)
+    (tests / "README.rst").write_text("")
+    (tests / "urls").write_text("")  # a file without a dot
+    for package in ("basic", "queries", "import_error_package", "test_runner_apps", "gis_tests", "with.dot"):
+        (tests / package).mkdir()
+        (tests / package / "__init__.py").write_text("")
+    (tests / "gis_tests" / "data").mkdir()
+    for directory in ("templates", "requirements"):  # no __init__.py
+        (tests / directory).mkdir()
+    return tests
+
+
+def test_all_apps_are_the_packages_runtests_runs(tmp_path):
+    tests = _suite_tree(tmp_path / "tests")
+    # runtests.py's own skips, and gis_tests: no GIS backend in conformance.settings.
+    assert suite.all_apps(tests) == ["basic", "queries"]
+
+
+def test_all_apps_follow_the_skip_list_of_that_djangos_runtests(tmp_path):
+    tests = _suite_tree(tmp_path / "tests", runtests='SUBDIRS_TO_SKIP = {"": {"basic"}}\n')
+    assert suite.all_apps(tests) == ["import_error_package", "queries", "test_runner_apps"]
+    (tests / "runtests.py").write_text("def get_test_modules(gis_enabled): ...\n")
+    with pytest.raises(RuntimeError, match="no SUBDIRS_TO_SKIP"):
+        suite.all_apps(tests)
