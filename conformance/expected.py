@@ -92,6 +92,10 @@ EXPECTED: dict[str, Expected] = {
     "async.tests.ViewTests.test_options_handler_responds_correctly": ASYNCIO_RUN,
     "backends.sqlite.tests.Tests.test_init_command": STOCK_ENGINE_ON_LOOP,
     "backends.sqlite.tests.Tests.test_pathlib_name": STOCK_ENGINE_ON_LOOP,
+    # Found by the first --apps all run (SQLite, Django 5.2): the dummy backend
+    # of ConnectionHandler({}), and test databases set up on stock sqlite3.
+    "admin_scripts.tests.ManageRunserver.test_no_database": STOCK_ENGINE_ON_LOOP,
+    "test_runner.tests.SQLiteInMemoryTestDbs.test_transaction_support": STOCK_ENGINE_ON_LOOP,
     "backends.base.test_base.DatabaseWrapperLoggingTests.test_commit_debug_log": SQLITE_IMMEDIATE,
     "backends.sqlite.tests.TestTransactionMode.test_default_transaction_mode": SQLITE_IMMEDIATE,
     "cache.tests.RedisCacheTests.test_get_client": REDIS_CLIENT_IN_BRIDGE,
