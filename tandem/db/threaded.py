@@ -17,9 +17,9 @@ route every call that may block; plain attributes pass through.
 from __future__ import annotations
 
 import asyncio
-import queue
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from tandem.bridge import await_, in_bridge
@@ -30,76 +30,17 @@ __all__ = ["ThreadedConnection", "ThreadedCursor", "Worker"]
 # Seconds between interrupts of an abandoned call that has not stopped yet.
 INTERRUPT_REPEAT = 0.1
 
-# A call's states: handed over, picked up by the thread, finished, or
-# dropped from the queue before the thread picked it up.
-_QUEUED, _RUNNING, _DONE, _DROPPED = range(4)
-_STOP = None  # queued by stop(): the thread ends once it gets there
-
-
-class _Call:
-    """One call handed to a worker thread, and, once run, how it went.
-
-    Lighter than ``concurrent.futures.Future`` + ``asyncio.wrap_future``:
-    the thread stores the outcome and asks the loop (``call_soon_threadsafe``)
-    to hand it to the awaiting task; that hand-over is the only cross-thread
-    step. A statement pays this twice per hop, so it matters.
-    """
-
-    __slots__ = ("args", "finished", "fn", "kwargs", "loop", "outcome", "state", "waiter")
-
-    def __init__(self, fn: Callable[..., Any], args: tuple, kwargs: dict, loop: Any) -> None:
-        self.fn, self.args, self.kwargs, self.loop = fn, args, kwargs, loop
-        self.state = _QUEUED
-        self.outcome: tuple[bool, Any] | None = None
-        self.waiter: asyncio.Future | None = None  # the caller's; gets the outcome
-        self.finished: asyncio.Future | None = None  # an abandoner's; gets None
-
-    def done(self) -> bool:
-        """The thread has finished it, or will never run it."""
-        return self.state >= _DONE
-
-    def run(self) -> None:
-        """On the worker thread: call, keep the outcome, tell the loop."""
-        try:
-            self.outcome = (True, self.fn(*self.args, **self.kwargs))
-        except BaseException as exc:  # handed to the awaiting task
-            self.outcome = (False, exc)
-        self.fn = self.args = self.kwargs = None  # type: ignore[assignment]
-        self.state = _DONE
-        if self.loop is not None:
-            try:
-                self.loop.call_soon_threadsafe(self.settle)
-            except RuntimeError:  # the loop is closed: nobody waits any more
-                pass
-
-    def settle(self) -> None:
-        """On the loop: hand the outcome to whoever still waits."""
-        ok, value = self.outcome  # type: ignore[misc]  # set before the loop is told
-        waiter, finished = self.waiter, self.finished
-        self.outcome = self.waiter = self.finished = None
-        if waiter is not None and not waiter.done():  # a cancelled caller's waiter is done
-            if ok:
-                waiter.set_result(value)
-            else:
-                waiter.set_exception(value)
-        if finished is not None and not finished.done():
-            finished.set_result(None)
-
 
 class Worker:
     """The thread that runs one connection's blocking calls, one at a time."""
 
-    _started = 0  # threads started, for their names
-
     def __init__(self, interrupt: Callable[[], None] | None = None) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tandem-db")
         # Asks the driver to abandon the running call (from another thread).
         self.interrupt = interrupt
-        self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
-        self._state_lock = threading.Lock()  # a call's QUEUED -> RUNNING or DROPPED
-        self._thread: threading.Thread | None = None
         # The last call handed to the thread; calls run in order, so once it
         # is done the thread is idle.
-        self._last: _Call | None = None
+        self._last: Future | None = None
         self._stopped = False
 
     @property
@@ -114,38 +55,14 @@ class Worker:
             # Stopped: the connection is closed, and a closed driver
             # connection answers at once with the driver's own error.
             return fn(*args, **kwargs)
-        loop = asyncio.get_running_loop()
-        call = _Call(fn, args, kwargs, loop)
-        waiter = call.waiter = loop.create_future()
-        self._hand_over(call)
+        done = self._last = self._executor.submit(fn, *args, **kwargs)
         try:
-            return await_(waiter)
+            return await_(asyncio.wrap_future(done))
         except asyncio.CancelledError:
-            self._abandon(call, loop)
+            self._abandon(done)
             raise
 
-    def _hand_over(self, call: _Call | None) -> None:
-        if call is not None:
-            self._last = call
-        if self._thread is None:
-            Worker._started += 1
-            name = f"tandem-db-{Worker._started}"
-            # A daemon: a connection nobody closed must not keep the process alive.
-            self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
-            self._thread.start()
-        self._queue.put(call)
-
-    def _serve(self) -> None:
-        get, lock = self._queue.get, self._state_lock
-        while (call := get()) is not _STOP:
-            with lock:
-                if call.state == _DROPPED:
-                    continue
-                call.state = _RUNNING
-            call.run()
-            call = None  # hold nothing while idle
-
-    def _abandon(self, call: _Call, loop: asyncio.AbstractEventLoop) -> None:
+    def _abandon(self, done: Future) -> None:
         # Our task was cancelled mid-call. A call still queued never runs.
         # One the thread has started must be stopped on the driver's side;
         # then we wait until the connection is ours again, so nobody else
@@ -153,20 +70,14 @@ class Worker:
         # lands between the thread picking the call up and the driver
         # starting the statement is lost (SQLite ignores an interrupt while
         # no statement runs), and the statement would run to its end.
-        with self._state_lock:
-            if call.state == _QUEUED:
-                call.state = _DROPPED
-                return
-        waiter = call.waiter
-        if waiter is not None and waiter.done() and not waiter.cancelled():
-            # The outcome arrived just before the cancellation: whatever it is,
-            # it is expected now. Retrieve it, so the loop does not log "Future
-            # exception was never retrieved".
-            waiter.exception()
-        if call.done():
-            return
-        finished = call.finished = loop.create_future()
-        while not call.done():
+        if done.cancel() or done.done():
+            return  # never ran, or finished before the loop heard of it: nothing to stop
+        finished = asyncio.wrap_future(done)
+        # The wrapper learns the outcome a loop turn after the thread: whenever
+        # that is, its error (e.g. "interrupted") is expected. Retrieve it, so
+        # the loop does not log "Future exception was never retrieved".
+        finished.add_done_callback(_retrieve)
+        while not done.done():
             if self.interrupt is not None:
                 try:
                     self.interrupt()
@@ -182,15 +93,12 @@ class Worker:
         if self._stopped:
             fn(*args)
             return
-        self._hand_over(_Call(fn, args, {}, None))
+        self._last = self._executor.submit(fn, *args)
 
     def stop(self) -> None:
-        """Let the thread end once its queued calls have run."""
-        if self._stopped:
-            return
+        """Let the thread end once its current call returns."""
         self._stopped = True
-        if self._thread is not None:
-            self._queue.put(_STOP)
+        self._executor.shutdown(wait=False)
 
 
 class ThreadedCursor:
@@ -330,3 +238,8 @@ class ThreadedConnection:
 def current_thread_is_worker() -> bool:
     """True on a tandem worker thread (for tests and assertions)."""
     return threading.current_thread().name.startswith("tandem-db")
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
