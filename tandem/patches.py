@@ -384,7 +384,7 @@ class _AfterImport(importlib.abc.MetaPathFinder):
             exec_module(module)
             callback()
 
-        spec.loader.exec_module = exec_then_call
+        spec.loader.exec_module = exec_then_call  # type: ignore[method-assign]  # run callbacks once the module is loaded
         return spec
 
 

@@ -49,7 +49,7 @@ _stock_add_databases_failures = SimpleTestCase._add_databases_failures.__func__
 _stock_remove_databases_failures = SimpleTestCase._remove_databases_failures.__func__
 
 
-@classmethod
+@classmethod  # type: ignore[misc]  # set on TestCase / SimpleTestCase by tandem.patches
 def enter_atomics(cls):
     """``TestCase._enter_atomics``, sharing each tandem alias's test transaction."""
     atomics = _stock_enter_atomics(cls)
@@ -61,7 +61,7 @@ def enter_atomics(cls):
     return atomics
 
 
-@classmethod
+@classmethod  # type: ignore[misc]  # set on TestCase / SimpleTestCase by tandem.patches
 def rollback_atomics(cls, atomics):
     """``TestCase._rollback_atomics``, ending the sharing first."""
     for alias in atomics:
@@ -87,7 +87,7 @@ _refusing: dict[tuple[type, str], list[Any]] = {}
 _NONE = object()
 
 
-@classmethod
+@classmethod  # type: ignore[misc]  # set on TestCase / SimpleTestCase by tandem.patches
 def add_databases_failures(cls):
     """``SimpleTestCase._add_databases_failures``; tasks' wrappers refuse too.
 
@@ -110,7 +110,7 @@ def add_databases_failures(cls):
             _refuse_through(type(wrapper), name)
 
 
-@classmethod
+@classmethod  # type: ignore[misc]  # set on TestCase / SimpleTestCase by tandem.patches
 def remove_databases_failures(cls):
     """``SimpleTestCase._remove_databases_failures``, for tasks' wrappers too."""
     for alias in _refused_tandem_aliases(cls):
