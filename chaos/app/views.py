@@ -11,6 +11,8 @@ of its own, created inside the transaction (the tasks join it).
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 
 from django.db import connection, connections, transaction
 from django.http import JsonResponse
@@ -22,10 +24,12 @@ from tandem import aatomic, native
 ECHO_AFTER = {
     "postgresql": "SELECT %s::int, pg_sleep(%s)",
     "mysql": "SELECT %s, SLEEP(%s)",
-    # No sleep in SQLite: count rows for about that long (~8 million a second).
+    # No sleep in SQLite: count rows for about that long (``sqlite_rows``).
     "sqlite": "SELECT %s, (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
-    "WHERE x < %s * 8000000) SELECT count(*) FROM c)",
+    "WHERE x < %s) SELECT count(*) FROM c)",
 }
+# Rows SQLite counts in that query per second, on this machine (measured once).
+_sqlite_rate: list[float] = []
 # How long each view's slow query takes, seconds.
 QUERY_SECONDS = 0.02
 # Where each ``stages`` request has got to, by request number: the abandon
@@ -36,8 +40,34 @@ STAGES: dict[int, str] = {}
 def echo(n: int, seconds: float = QUERY_SECONDS, using: str = "default") -> int:
     """Sync: ``n``, sent through the database (alias ``using``) and back after ``seconds``."""
     with connections[using].cursor() as cursor:
-        cursor.execute(ECHO_AFTER[connections[using].vendor], [n, seconds])
+        vendor = connections[using].vendor
+        wait = sqlite_rows(seconds) if vendor == "sqlite" else seconds
+        cursor.execute(ECHO_AFTER[vendor], [n, wait])
         return cursor.fetchone()[0]
+
+
+def sqlite_rows(seconds: float) -> int:
+    """How many rows SQLite's echo counts to take ``seconds`` on this machine.
+
+    Measured, not assumed: the same count ran 8 million rows a second on one
+    machine and 3 million on another, and a "20 ms" query that takes 55 ms
+    turns the soak's load on SQLite (one writer at a time) into an overload.
+    """
+    if not _sqlite_rate:
+        probe = sqlite3.connect(":memory:")
+        try:
+            rows = 200_000
+            best = min(_timed_count(probe, rows) for _ in range(3))
+        finally:
+            probe.close()
+        _sqlite_rate.append(rows / best)
+    return max(1, round(seconds * _sqlite_rate[0]))
+
+
+def _timed_count(probe: sqlite3.Connection, rows: int) -> float:
+    started = time.perf_counter()
+    probe.execute(ECHO_AFTER["sqlite"].replace("%s", "?"), [0, rows]).fetchall()
+    return time.perf_counter() - started
 
 
 async def read(request, n: int):
