@@ -10,6 +10,7 @@ are served.
 
 import asyncio
 import gc
+import io
 import random
 
 import pytest
@@ -24,6 +25,7 @@ from tests.db import TEST_DB, _admin_query
 
 pytestmark = pytest.mark.django_db(transaction=True)
 REQUESTS = 1000
+AFTER_STORM_SECONDS = 60  # 50 plain requests take well under a second
 
 
 def _scope(path: str) -> dict:
@@ -76,6 +78,14 @@ def _busy_on_server() -> int:
     return 0  # SQLite: in-process, the pool check below covers it
 
 
+def _stacks() -> str:
+    """Where every other task of the loop is, for a failure message."""
+    out = io.StringIO()
+    for task in asyncio.all_tasks() - {asyncio.current_task()}:
+        task.print_stack(limit=8, file=out)
+    return out.getvalue()[-20000:]
+
+
 def _busy_bridges() -> list:
     parked = set(map(id, bridge._idle.bridges))
     return [g for g in gc.get_objects() if type(g) is bridge._Bridge and not g.dead and id(g) not in parked]
@@ -109,6 +119,10 @@ async def test_a_thousand_abandoned_requests_leave_nothing_behind():
         await asyncio.sleep(0.1)
     assert _busy_on_server() == 0
 
-    served = await asyncio.gather(*(request(handler, "/sync/authors/") for _ in range(50)))
+    try:
+        async with asyncio.timeout(AFTER_STORM_SECONDS):
+            served = await asyncio.gather(*(request(handler, "/sync/authors/") for _ in range(50)))
+    except TimeoutError:
+        pytest.fail(f"50 requests after the storm did not end in {AFTER_STORM_SECONDS} s:\n{_stacks()}")
     assert all(sent[0]["status"] == 200 for sent in served)
     connections.close_all()
