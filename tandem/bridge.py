@@ -43,6 +43,7 @@ class _Bridge(greenlet):
     def __init__(self) -> None:
         super().__init__(self._serve)
         self.outcome: tuple[bool, Any] | None = None
+        _here.bridged = True
 
     def _serve(self, job: Any) -> None:  # a (fn, args, kwargs) tuple, or _RETIRE
         while job is not _RETIRE:
@@ -75,6 +76,26 @@ _DONE = object()
 _RETIRE = object()
 
 
+class _Here(threading.local):
+    """Whether this thread has made a bridge: the only threads worth asking greenlet.
+
+    Asking greenlet for a thread's current greenlet gives that thread a
+    greenlet state of its own, and when the thread ends, greenlet destroys
+    that state on the main thread, with a scan of every object in the
+    process (``gc.get_referrers``, looking for a leaked main greenlet).
+    Threads come and go all the time (a ``ThreadPoolExecutor`` per request
+    in Django's ASGI handler, a connection's worker thread) and call
+    ``in_bridge()`` on every statement; the scans, one per thread that
+    ended, held the loop for minutes in a test suite's large heap.
+    Bridges are made on loop threads only, so other threads never ask.
+    """
+
+    bridged = False
+
+
+_here = _Here()
+
+
 class _Idle(threading.local):
     def __init__(self) -> None:
         self.bridges: list[_Bridge] = []
@@ -86,7 +107,19 @@ MAX_IDLE_BRIDGES = 64
 
 def in_bridge() -> bool:
     """Return True when the caller runs inside a ``native()`` call."""
-    return type(getcurrent()) is _Bridge
+    return _here.bridged and type(getcurrent()) is _Bridge
+
+
+def current_bridge() -> greenlet | None:
+    """The bridge greenlet the caller runs in, or None outside ``native()``.
+
+    Never gives a thread that has made no bridge a greenlet state (see ``_Here``).
+    """
+    if _here.bridged:
+        current = getcurrent()
+        if type(current) is _Bridge:
+            return current
+    return None
 
 
 def await_(awaitable: Awaitable[R]) -> R:
@@ -96,8 +129,8 @@ def await_(awaitable: Awaitable[R]) -> R:
     Only valid inside ``native()``; anywhere else it closes the awaitable (so no
     "never awaited" warning follows) and raises ``OutsideBridgeError``.
     """
-    current = getcurrent()
-    if type(current) is not _Bridge:
+    current = current_bridge()
+    if current is None:
         if inspect.iscoroutine(awaitable):
             awaitable.close()
         raise OutsideBridgeError(

@@ -3,6 +3,9 @@
 import asyncio
 import contextvars
 import gc
+import os
+import subprocess
+import sys
 import threading
 import traceback
 import warnings
@@ -61,6 +64,61 @@ async def test_await_outside_the_bridge_raises_and_closes_the_coroutine():
 def test_await_outside_any_loop_raises_too():
     with pytest.raises(OutsideBridgeError):
         await_(asyncio.sleep(0))
+
+
+# Run in a process of its own: the suite's other threads (coverage gives each a
+# greenlet state) come and go while the check counts.
+_THREAD_CHECK = """
+import asyncio, gc, threading
+import greenlet
+from tandem import OutsideBridgeError, await_, in_bridge, native
+
+def main_greenlets():
+    # Threads with a greenlet state: each has one main greenlet (no parent).
+    return sum(1 for o in gc.get_objects() if type(o) is greenlet.greenlet and o.parent is None)
+
+def made_in_a_thread_by(fn):
+    ran, leave = threading.Event(), threading.Event()
+    def thread():
+        fn()
+        ran.set()
+        leave.wait()
+    before = main_greenlets()
+    worker = threading.Thread(target=thread)
+    worker.start()
+    ran.wait()
+    made = main_greenlets() - before
+    leave.set()
+    worker.join()
+    return made
+
+def ask():
+    assert not in_bridge()
+    try:
+        await_(asyncio.sleep(0))
+    except OutsideBridgeError:
+        pass
+
+async def on_the_loop():
+    return await native(in_bridge)()
+
+print(made_in_a_thread_by(ask), asyncio.run(on_the_loop()), made_in_a_thread_by(greenlet.getcurrent))
+"""
+
+
+def test_threads_that_ask_whether_they_are_in_the_bridge_get_no_greenlet_state():
+    # A request's executor thread or a connection's worker asks on every
+    # statement. Given a greenlet state, each such thread costs, when it ends, a
+    # scan of every object of the process on the main thread (greenlet's
+    # optional cleanup): a thousand threads ending stalled a loop for minutes.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COV_CORE")}
+    out = subprocess.run(
+        [sys.executable, "-c", _THREAD_CHECK], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    # in_bridge() and await_() give a thread none; the loop thread is still
+    # told the truth; what getcurrent() gives a thread, the check sees.
+    assert out.stdout.split() == ["0", "True", "1"]
 
 
 async def test_sync_code_sees_and_sets_the_task_contextvars():

@@ -34,9 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.mail.backends import smtp
 from django.core.mail.utils import DNS_NAME
-from greenlet import getcurrent
 
-from tandem.bridge import await_, in_bridge
+from tandem.bridge import await_, current_bridge, in_bridge
 from tandem.lock import BridgeLock
 from tandem.mail.streams import StreamSocket
 
@@ -193,8 +192,8 @@ class _SendLock:
     Django's ``send_messages()`` takes a ``threading.RLock``. The bridge
     greenlets of all tasks on the loop share one thread, so that lock lets
     two tasks that share a backend instance interleave their SMTP commands on
-    one connection. This one is owned by a greenlet (each thread has its own
-    main greenlet, so threads exclude each other too).
+    one connection. This one is owned by a bridge greenlet, or outside the
+    bridge by a thread (so threads exclude each other too).
     """
 
     def __init__(self) -> None:
@@ -203,7 +202,7 @@ class _SendLock:
         self._depth = 0
 
     def __enter__(self) -> None:
-        me = getcurrent()
+        me = current_bridge() or threading.get_ident()
         if self._owner is not me:
             self._lock.acquire()
             self._owner = me
