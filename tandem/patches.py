@@ -305,6 +305,52 @@ REGISTRY: tuple[Patch, ...] = (
         "tandem.testing:sync_to_async_call",
         "thread-sensitive calls share the test's connection, as in stock Django",
     ),
+    *(
+        Patch(
+            "testing",
+            "django.test.utils:CaptureQueriesContext",
+            attribute,
+            f"tandem.testing:capture_{attribute.strip('_')}",
+            "assertNumQueries & co count the queries of every task, not only their wrapper's",
+            wraps=True,
+        )
+        for attribute in ("__enter__", "__exit__")
+    ),
+    Patch(
+        "testing",
+        "django.db.backends.base.base:BaseDatabaseWrapper",
+        "queries_logged",
+        "tandem.testing:queries_logged",
+        "while a count of its alias is open, every task's wrapper logs its queries",
+        wraps=True,
+    ),
+    Patch(
+        "testing",
+        "django.db.backends.base.base:BaseDatabaseWrapper",
+        "connect",
+        "tandem.testing:connect",
+        "a new connection's set-up queries stay out of counts, as Django connects before counting",
+        wraps=True,
+    ),
+    Patch(
+        "testing",
+        "django.db.utils:ConnectionHandler",
+        "create_connection",
+        "tandem.testing:create_connection",
+        "a tandem wrapper's query log also feeds the counts open for its alias",
+        wraps=True,
+    ),
+    *(
+        Patch(
+            "testing",
+            "django.test.utils:CaptureQueriesContext",
+            f"__a{name}__",
+            f"tandem.testing:capture_a{name}",
+            "async twin: `async with self.assertNumQueries(n):`",
+            adds=True,
+        )
+        for name in ("enter", "exit")
+    ),
 )
 
 # (group) -> [(target object, attribute, original)], in the order applied.
