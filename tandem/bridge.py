@@ -80,14 +80,14 @@ class _Here(threading.local):
     """Whether this thread has made a bridge: the only threads worth asking greenlet.
 
     Asking greenlet for a thread's current greenlet gives that thread a
-    greenlet state of its own, and when the thread ends, greenlet destroys
-    that state on the main thread, with a scan of every object in the
-    process (``gc.get_referrers``, looking for a leaked main greenlet).
-    Threads come and go all the time (a ``ThreadPoolExecutor`` per request
-    in Django's ASGI handler, a connection's worker thread) and call
-    ``in_bridge()`` on every statement; the scans, one per thread that
-    ended, held the loop for minutes in a test suite's large heap.
-    Bridges are made on loop threads only, so other threads never ask.
+    greenlet state of its own, and when the thread ends greenlet destroys
+    that state on the main thread, as a pending call that runs between two
+    bytecodes of whatever runs there: the event loop. Threads come and go
+    all the time (Django's per-request executor threads, a connection's
+    worker, a MariaDB kill connection) and ask ``in_bridge()`` on every
+    statement; in tandem's test suite, where coverage gave every thread a
+    state, those destructions held the loop for minutes. Bridges are made on
+    loop threads only, so no other thread needs to ask.
     """
 
     bridged = False

@@ -6,21 +6,9 @@ with ``TANDEM_REQUIRE_SERVICES=1`` (set by ``.ci/run``) that is a failure.
 
 import os
 
-import greenlet
 import pytest
 
 from tests.settings import DATABASES, MYSQL_URL, POSTGRES_URL, TEST_DB
-
-# Under coverage with ``concurrency = greenlet`` (pyproject.toml) every thread
-# asks greenlet for its current greenlet, so every thread gets a greenlet
-# state, and each thread that ends costs a scan of every live object on the
-# main thread (greenlet's "optional cleanup", gc.get_referrers). The suite
-# ends thousands of threads (a kill connection per abandoned MySQL query, a
-# connection's worker) in a heap of millions of objects: the scans held
-# test_overload's loop past its 300 s timeout. What the cleanup frees (a main
-# greenlet leaked by a thread that died) is not worth that in a test process.
-# tandem itself never gives such threads a greenlet state (tandem.bridge._Here).
-greenlet._greenlet.enable_optional_cleanup(False)
 
 
 def _unreachable() -> str | None:
