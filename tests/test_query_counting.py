@@ -224,14 +224,13 @@ class OtherAliasTests(TransactionTestCase):
 
 
 # -- pytest-django -----------------------------------------------------------------
-@pytest.mark.django_db
-async def test_django_assert_num_queries_in_the_test_transaction(django_assert_num_queries):
-    with django_assert_num_queries(3):
-        await count_authors_in_tasks(3)
+@pytest.fixture(params=["db", "transactional_db"])
+def database(request):
+    """The test transaction (every task shares it), then tasks' own pooled connections."""
+    return request.getfixturevalue(request.param)
 
 
-@pytest.mark.django_db(transaction=True)
-async def test_django_assert_num_queries_on_tasks_own_connections(django_assert_num_queries):
+async def test_django_assert_num_queries(database, django_assert_num_queries):
     with django_assert_num_queries(3):
         await count_authors_in_tasks(3)
 
