@@ -747,3 +747,22 @@ def test_a_patched_smtplib_class_is_used_as_with_djangos_backend():
         backend.open()
     patched.assert_called_once_with("mail.example.com", 5322, local_hostname=mock.ANY)
     assert EmailBackend(host="h").connection_class is not smtplib.SMTP  # unpatched: tandem's own
+
+
+def test_a_thread_may_take_the_send_lock_again():
+    """send_messages() is re-entrant in a thread, as Django's RLock is (a subclass may call it again)."""
+    from tandem.mail.backends.smtp import _SendLock
+
+    lock, entered = _SendLock(), []
+
+    def twice():
+        with lock:
+            with lock:
+                entered.append(True)
+
+    worker = threading.Thread(target=twice, daemon=True)
+    worker.start()
+    worker.join(5)
+    assert entered == [True], "a thread waited for the lock it held"
+    with lock:  # and it was let go of
+        pass

@@ -11,6 +11,7 @@ of its own, created inside the transaction (the tasks join it).
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import time
 
@@ -28,8 +29,6 @@ ECHO_AFTER = {
     "sqlite": "SELECT %s, (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
     "WHERE x < %s) SELECT count(*) FROM c)",
 }
-# Rows SQLite counts in that query per second, on this machine (measured once).
-_sqlite_rate: list[float] = []
 # How long each view's slow query takes, seconds.
 QUERY_SECONDS = 0.02
 # Where each ``stages`` request has got to, by request number: the abandon
@@ -53,15 +52,17 @@ def sqlite_rows(seconds: float) -> int:
     machine and 3 million on another, and a "20 ms" query that takes 55 ms
     turns the soak's load on SQLite (one writer at a time) into an overload.
     """
-    if not _sqlite_rate:
-        probe = sqlite3.connect(":memory:")
-        try:
-            rows = 200_000
-            best = min(_timed_count(probe, rows) for _ in range(3))
-        finally:
-            probe.close()
-        _sqlite_rate.append(rows / best)
-    return max(1, round(seconds * _sqlite_rate[0]))
+    return max(1, round(seconds * _sqlite_rows_per_second()))
+
+
+@functools.cache
+def _sqlite_rows_per_second() -> float:
+    rows = 200_000
+    probe = sqlite3.connect(":memory:")
+    try:
+        return rows / min(_timed_count(probe, rows) for _ in range(3))
+    finally:
+        probe.close()
 
 
 def _timed_count(probe: sqlite3.Connection, rows: int) -> float:

@@ -203,7 +203,7 @@ class _SendLock:
 
     def __enter__(self) -> None:
         me = current_bridge() or threading.get_ident()
-        if self._owner is not me:
+        if self._owner != me:  # not `is not`: each get_ident() is a new int
             self._lock.acquire()
             self._owner = me
         self._depth += 1
