@@ -1,17 +1,23 @@
 """Write the latest conformance results into ``docs/conformance.md``.
 
     python -m conformance.report
+    python -m conformance.report --every-app REPORT.json [...]
 
 Reads ``conformance/results/django-*.json`` (written by a full
 ``make conformance``) and ``conformance/expected.py`` and replaces the text
 between the ``<!-- results -->`` and ``<!-- expected -->`` markers of the page.
+With ``--every-app`` it prints, for reports of ``--apps all`` runs, each
+database's totals by mode and the apps where a mode differs from stock (the
+"Every app" sections of the page are written from it).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from collections import Counter
+from pathlib import Path
 
 from conformance.__main__ import MODES, RESULTS, ROOT
 from conformance.expected import EXPECTED
@@ -62,6 +68,31 @@ def expected_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+def every_app_markdown(report: dict) -> str:
+    """Totals by mode, then only the apps where some mode differs from stock."""
+    out = []
+    for db, result in report["databases"].items():
+        apps = result["apps"]
+        modes = [m for m in MODES if any(m in row for row in apps.values())]
+        totals = {m: Counter() for m in modes}
+        for row in apps.values():
+            for m in modes:
+                totals[m].update(row.get(m, {}))
+        tests = sum(totals[modes[0]].values())
+        out.append(
+            f"**{db}**, Django {report['django']} (Python {report['python']}): {len(apps)} apps, "
+            f"{tests:,} tests per mode, {len(result['regressions'])} regressions, "
+            f"{len(result['expected'])} expected failures\n"
+        )
+        out += ["| mode | " + " | ".join(COUNTS) + " |", "|---|" + "---:|" * len(COUNTS)]
+        out += [f"| {m} | " + " | ".join(f"{totals[m][k]:,}" for k in COUNTS) + " |" for m in modes]
+        differing = sorted(a for a, row in apps.items() if any(row.get(m) != row.get("stock") for m in modes))
+        out += ["", "| app | " + " | ".join(modes) + " |", "|---|" + "---:|" * len(modes)]
+        out += [f"| {a} | " + " | ".join(_cell(apps[a].get(m, {})) for m in modes) + " |" for a in differing]
+        out.append("")
+    return "\n".join(out)
+
+
 def _replace(text: str, marker: str, body: str) -> str:
     pattern = re.compile(rf"(<!-- {marker} -->\n).*?(<!-- /{marker} -->)", re.S)
     if not pattern.search(text):
@@ -79,4 +110,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--every-app"]:
+        for name in sys.argv[2:]:
+            print(every_app_markdown(json.loads(Path(name).read_text())))
+    else:
+        main()
