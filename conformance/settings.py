@@ -95,7 +95,12 @@ CACHES = {
 
 SECRET_KEY = "django_tests_secret_key"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+# What Django's own tests/test_sqlite.py of the same version sets: up to 5.2
+# AutoField; 6.0 made BigAutoField the default and its suite expects it (with
+# AutoField here, 6.1's schema, migrations, introspection and model_options
+# tests failed in every mode, stock included, and so proved nothing).
+if django.VERSION < (6, 0):
+    DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 USE_TZ = False
 TEST_RUNNER = "conformance.runner.ConformanceRunner"
 
