@@ -40,19 +40,26 @@ def results_markdown() -> str:
 
 def _table(db: str, result: dict) -> str:
     apps = result["apps"]
-    modes = [m for m in MODES if any(m in row for row in apps.values())]
+    modes, totals = _totals(apps)
     lines = [
         f"**{db}**: {len(result['regressions'])} regressions, {len(result['expected'])} expected failures\n",
         "| app | " + " | ".join(modes) + " |",
         "|---|" + "---:|" * len(modes),
     ]
-    totals = {m: Counter() for m in modes}
     for app in sorted(apps):
-        for m in modes:
-            totals[m].update(apps[app][m])
         lines.append(f"| {app} | " + " | ".join(_cell(apps[app][m]) for m in modes) + " |")
     lines.append("| **total** | " + " | ".join(f"**{_cell(totals[m])}**" for m in modes) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _totals(apps: dict) -> tuple[list[str], dict[str, Counter]]:
+    """The modes the report has, and each mode's counts summed over its apps."""
+    modes = [m for m in MODES if any(m in row for row in apps.values())]
+    totals = {m: Counter() for m in modes}
+    for row in apps.values():
+        for m in modes:
+            totals[m].update(row.get(m, {}))
+    return modes, totals
 
 
 def _cell(counts: dict) -> str:
@@ -73,11 +80,7 @@ def every_app_markdown(report: dict) -> str:
     out = []
     for db, result in report["databases"].items():
         apps = result["apps"]
-        modes = [m for m in MODES if any(m in row for row in apps.values())]
-        totals = {m: Counter() for m in modes}
-        for row in apps.values():
-            for m in modes:
-                totals[m].update(row.get(m, {}))
+        modes, totals = _totals(apps)
         tests = sum(totals[modes[0]].values())
         out.append(
             f"**{db}**, Django {report['django']} (Python {report['python']}): {len(apps)} apps, "

@@ -30,7 +30,6 @@ settings.configure(
 django.setup()
 from django.core import checks
 from django.db import connections
-from django.test import override_settings
 print(*[m.id for m in connections["default"].validation.check()])
 print(*[m.id for m in checks.run_checks(databases=["default"], tags=[checks.Tags.database])])
 """
