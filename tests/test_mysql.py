@@ -299,7 +299,28 @@ def test_djangos_mysql_checks_still_run(tuned):
     assert ids == ["mysql.W002"]  # Django's "strict mode is not set"
 
 
-async def test_server_facts_are_probed_once_per_pool():
+def test_tasks_reuse_the_server_facts_sync_code_learned():
+    # Stock Django's thread wrapper keeps them for good, so model checks in a
+    # SimpleTestCase (which may not connect) never probe; a task must not either.
+    from tandem.db.backends.mysql import base
+
+    base._server_data.clear()  # forget what earlier tests learned
+    wrapper = connections.create_connection("default")
+    try:
+        learned = wrapper.mysql_server_data  # sync code probes, as Django does
+    finally:
+        wrapper.close()
+
+    async def in_a_new_loop():
+        facts = await native(lambda: connections["default"].mysql_server_data)()
+        pool = loop_pools().get("default")
+        return facts, 0 if pool is None else pool.size
+
+    facts, opened = asyncio.run(in_a_new_loop())
+    assert (facts, opened) == (learned, 0)
+
+
+async def test_server_facts_are_probed_once_per_server():
     first = await native(lambda: connection.mysql_server_data)()
 
     async def other_task():

@@ -17,7 +17,6 @@ introspection and migrations. The differences:
 
 from __future__ import annotations
 
-import weakref
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,12 +29,20 @@ from django.utils.functional import cached_property
 
 from tandem.db.backends.base import TandemValidationMixin, TandemWrapperMixin, bridgeable
 from tandem.db.backends.mysql.driver import MySQLConnection, QueryKiller, kill_params
-from tandem.pool import Pool
 
 __all__ = ["DatabaseValidation", "DatabaseWrapper"]
 
-# Django's mysql_server_data, per pool (so per event loop and alias).
-_server_data: weakref.WeakKeyDictionary[Pool, dict[str, Any]] = weakref.WeakKeyDictionary()
+# Django's mysql_server_data, by the settings that pick the server and session.
+_server_data: dict[str, dict[str, Any]] = {}
+
+
+def _server_key(settings_dict: dict[str, Any]) -> str:
+    """What decides a connection's server facts: where it goes, who, which ``OPTIONS``.
+
+    Not ``NAME``: the facts are the server's and the session's, and the test
+    runner renames the database after sync code has learned them.
+    """
+    return repr([settings_dict.get(key) for key in ("HOST", "PORT", "USER", "OPTIONS")])
 
 
 class DatabaseValidation(TandemValidationMixin, MySQLValidation):
@@ -106,20 +113,23 @@ class DatabaseWrapper(TandemWrapperMixin, OnWorkerThreads, bridgeable(django_mys
 
     @cached_property
     def mysql_server_data(self) -> dict[str, Any]:
-        """Django's server facts (version, ``sql_mode``...), probed once per pool.
+        """Django's server facts (version, ``sql_mode``...), probed once per server.
 
-        Django caches them per wrapper; tandem makes a wrapper per task, so
-        without this every task's first query would be preceded by a probe.
-        They are the same for every connection of an alias (``sql_mode`` is
-        the server's, or what ``init_command`` makes it, on each of them).
+        Django caches them per wrapper, and its thread's wrapper lives as long
+        as the thread; tandem makes a wrapper per task, so without a shared
+        cache every task's first query would be preceded by a probe, and a
+        task would probe where stock Django's wrapper already knew (model
+        checks in a ``SimpleTestCase``, which may not connect). Sync code
+        probes as Django does and records what it learned; tasks reuse it.
         """
+        key = _server_key(self.settings_dict)
         if not self.pooled:
-            return super().mysql_server_data
-        pool = self.tandem_pool()
-        data = _server_data.get(pool)
+            data = _server_data[key] = super().mysql_server_data
+            return data
+        data = _server_data.get(key)
         if data is None:
             with self._set_up_quietly():
-                data = _server_data[pool] = super().mysql_server_data
+                data = _server_data[key] = super().mysql_server_data
         return data
 
     @contextmanager
