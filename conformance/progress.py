@@ -21,6 +21,7 @@ names is the last one reported.
 
 from __future__ import annotations
 
+import atexit
 import os
 import time
 from pathlib import Path
@@ -44,6 +45,10 @@ class Writer:
     def __init__(self, path: str | None = None) -> None:
         path = path if path is not None else os.environ.get(ENVIRON)
         self._file = open(path, "a", buffering=1) if path else None  # kept open for the whole run
+        if self._file is not None:
+            # Closed by us, not by the interpreter's teardown: that one would
+            # print a ResourceWarning into every runtests.py log.
+            atexit.register(self._file.close)
 
     def event(self, kind: str, test_id: str, outcome: str | None = None) -> None:
         """Append one event (a no-op when no progress file was asked for)."""
