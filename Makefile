@@ -64,9 +64,10 @@ demo: $(STAMP)
 
 # Django's own test suite against tandem, compared with stock Django
 # (docs/conformance.md). DB="postgresql sqlite mysql" and APPS="basic ..."
-# select what runs; exits 1 on any regression.
+# select what runs, PARALLEL=2 runs each mode in 2 processes (runtests.py
+# --parallel); exits 1 on any regression.
 conformance: $(STAMP)
-	$(BIN)/python -m conformance $(if $(DB),--db "$(DB)") $(if $(APPS),--apps "$(APPS)")
+	$(BIN)/python -m conformance $(if $(DB),--db "$(DB)") $(if $(APPS),--apps "$(APPS)") $(if $(PARALLEL),--parallel $(PARALLEL))
 
 # Faults, load and isolation against the real servers (docs/reliability.md):
 # pool exhaustion, concurrent transfers, connections killed under load, on
