@@ -17,18 +17,48 @@ from typing import Any
 
 from asgiref import sync as asgiref_sync
 from django.db import DEFAULT_DB_ALIAS, router
+from django.db.models import Model, QuerySet
+from django.db.models.manager import BaseManager
 
 from tandem.bridge import await_, call_native, in_bridge
-from tandem.scope import every_alias_tandem, is_tandem_alias, lend_connections
+from tandem.scope import every_alias_tandem, in_any_block, is_tandem_alias, lend_connections, test_connections
 
 _stock_sync_to_async = asgiref_sync.sync_to_async
+_stock_sync_to_async_call = asgiref_sync.SyncToAsync.__call__
 _stock_async_to_sync_call = asgiref_sync.AsyncToSync.__call__
 
 
+# The names of the sync methods behind Django's a* methods that write: their
+# alias is the router's write alias (QuerySet._for_write is only set inside
+# them, so asking the queryset's ``db`` beforehand would give the read alias).
+_WRITES = frozenset(
+    {
+        "create",
+        "get_or_create",
+        "update_or_create",
+        "bulk_create",
+        "bulk_update",
+        "update",
+        "delete",
+        "save",
+        "add",
+        "remove",
+        "clear",
+        "set",
+    }
+)
+
+
 def _alias_of(func: Callable, args: tuple, kwargs: dict) -> str:
-    """Best guess of the database alias a wrapped ORM call will use."""
+    """The database alias a wrapped ORM call will use, as Django's own code picks it.
+
+    An explicit ``using`` first; else, as Django does inside the call: the
+    router's write alias for a method that writes (``_for_write`` first),
+    its read alias otherwise, with the hints Django passes (the instance).
+    """
     if kwargs.get("using"):
         return kwargs["using"]
+    writes = getattr(func, "__name__", "") in _WRITES
     for owner in (getattr(func, "__self__", None), *args[:1]):
         if owner is None:
             continue
@@ -36,13 +66,28 @@ def _alias_of(func: Callable, args: tuple, kwargs: dict) -> str:
             owner = getattr(owner.gi_frame.f_locals.get("self"), "queryset", None)
         if isinstance(owner, (list, tuple)) and owner:  # prefetch_related_objects(instances)
             owner = owner[0]
-        state = getattr(owner, "_state", None)
-        if state is not None:  # a model instance: where it lives, or will be written
-            return state.db or router.db_for_write(type(owner), instance=owner)
+        if isinstance(owner, Model):
+            route = router.db_for_write if writes else router.db_for_read
+            return route(type(owner), instance=owner)
+        if isinstance(owner, (QuerySet, BaseManager)):
+            return _queryset_alias(owner, writes)
         db = getattr(owner, "db", None)
         if isinstance(db, str):
             return db
     return DEFAULT_DB_ALIAS
+
+
+def _queryset_alias(owner: QuerySet | BaseManager, writes: bool) -> str:
+    """A queryset's or manager's alias, for a read or a write (``QuerySet.db``'s rule)."""
+    if owner._db:
+        return owner._db
+    hints = dict(owner._hints)
+    instance = getattr(owner, "instance", None)  # a related manager's
+    if isinstance(instance, Model):
+        hints.setdefault("instance", instance)
+    if writes or getattr(owner, "_for_write", False):
+        return router.db_for_write(owner.model, **hints)
+    return router.db_for_read(owner.model, **hints)
 
 
 def routed_sync_to_async(
@@ -60,10 +105,33 @@ def routed_sync_to_async(
     async def routed(*args, **kwargs):
         if is_tandem_alias(_alias_of(func, args, kwargs)):
             return await call_native(func, *args, **kwargs)
+        # A stock alias: in a thread, as stock Django, even inside a block
+        # (thread-sensitive calls would join it: see block_aware_sync_to_async_call).
         stock = _stock_sync_to_async(func, thread_sensitive=thread_sensitive, executor=executor)
-        return await stock(*args, **kwargs)
+        return await _stock_sync_to_async_call(stock, *args, **kwargs)  # type: ignore[arg-type]  # sync_to_async's declared return type is a protocol
 
     return routed
+
+
+async def block_aware_sync_to_async_call(self: asgiref_sync.SyncToAsync, *args: Any, **kwargs: Any) -> Any:
+    """``SyncToAsync.__call__``: inside an ``aatomic`` block, thread-sensitive code joins it.
+
+    In a thread, its queries would run on the thread's own connection,
+    outside the block's transaction, and survive its rollback. A
+    thread-sensitive call promises only that its code runs in one thread
+    with the caller's other sync code; the bridge keeps that promise (it is
+    the loop's thread) and its queries use the block's connection. Calls
+    that are not thread-sensitive, and ``asyncio.to_thread``, stay in
+    threads; a query there on a tandem alias raises ``TransactionInThread``.
+
+    While a test transaction is shared (``tandem.testing``), the same: stock
+    Django runs an async test with ``async_to_sync`` from the test thread,
+    so its thread-sensitive calls run back in the test thread, on the
+    test's connection; here they run in the bridge, on that connection.
+    """
+    if self._thread_sensitive and (in_any_block() or any(test_connections.values())):
+        return await call_native(self.func, *args, **kwargs)
+    return await _stock_sync_to_async_call(self, *args, **kwargs)
 
 
 def bridged_async_to_sync_call(self: asgiref_sync.AsyncToSync, *args: Any, **kwargs: Any) -> Any:

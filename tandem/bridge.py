@@ -14,16 +14,19 @@ docs/concepts/bridge.md and ``bench/bridge.py`` for the measurement).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
-__all__ = ["OutsideBridgeError", "await_", "call_native", "in_bridge", "native"]
+__all__ = ["OutsideBridgeError", "Settling", "await_", "call_native", "in_bridge", "native", "settling"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -138,7 +141,61 @@ def await_(awaitable: Awaitable[R]) -> R:
             "code that needs it through tandem.native(): "
             "`await tandem.native(fn)(*args)`."
         )
+    settle = _settling.get()
+    if settle is not None:
+        awaitable = settle.outlast_cancellation(awaitable)
     return current.parent.switch(awaitable)
+
+
+class Settling:
+    """Work that must reach its outcome even if its task is cancelled meanwhile.
+
+    A COMMIT in flight is the example: if the task were cancelled while it
+    waits for the server's answer, the data could be committed while the
+    caller is told it was not, and its ``on_commit`` callbacks dropped.
+    Inside ``with settling(grace) as settle:``, a cancellation of the task
+    is held back: what the sync code awaits runs on, ``settle.cancelled``
+    records that a cancellation came, and the caller re-raises it once the
+    work is done. Held back for ``grace`` seconds at most: after that the
+    awaited I/O is cancelled as it would have been at once.
+    """
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self.cancelled = False
+        self._deadline: float | None = None
+
+    async def outlast_cancellation(self, awaitable: Awaitable[R]) -> R:
+        """Await ``awaitable`` to its end, holding back the task's cancellation."""
+        inner = asyncio.ensure_future(awaitable)
+        loop = inner.get_loop()
+        while not inner.done():
+            timeout = None if self._deadline is None else max(0.0, self._deadline - loop.time())
+            try:
+                await asyncio.wait((inner,), timeout=timeout)
+            except asyncio.CancelledError:
+                self.cancelled = True
+                if self._deadline is None:
+                    self._deadline = loop.time() + self.grace
+                continue
+            if not inner.done():  # the grace is over: give up as an unheld cancel would
+                inner.cancel()
+                await asyncio.wait((inner,))
+        return inner.result()
+
+
+_settling: ContextVar[Settling | None] = ContextVar("tandem_settling", default=None)
+
+
+@contextmanager
+def settling(grace: float) -> Iterator[Settling]:
+    """Hold back the task's cancellation from what the bridge awaits in this block."""
+    settle = Settling(grace)
+    token = _settling.set(settle)
+    try:
+        yield settle
+    finally:
+        _settling.reset(token)
 
 
 # A unit of work is one outermost native() call of a task. The scope module

@@ -109,6 +109,13 @@ REGISTRY: tuple[Patch, ...] = (
     ),
     Patch(
         "core",
+        "asgiref.sync:SyncToAsync",
+        "__call__",
+        "tandem.activate:block_aware_sync_to_async_call",
+        "thread-sensitive sync_to_async inside an aatomic block joins it, in the bridge",
+    ),
+    Patch(
+        "core",
         "asgiref.sync:AsyncToSync",
         "__call__",
         "tandem.activate:bridged_async_to_sync_call",
@@ -288,6 +295,13 @@ REGISTRY: tuple[Patch, ...] = (
         "tandem.testing:rollback_atomics",
         "every task joins the TestCase transaction",
     ),
+    Patch(
+        "testing",
+        "django.test:TestCase",
+        "captureOnCommitCallbacks",
+        "tandem.testing:capture_on_commit_callbacks",
+        "`async with self.captureOnCommitCallbacks(execute=True)` awaits async callbacks",
+    ),
     *(
         Patch(
             "testing",
@@ -297,13 +311,6 @@ REGISTRY: tuple[Patch, ...] = (
             "tasks' wrappers refuse the databases a test did not declare, as the test thread's does",
         )
         for attribute in ("_add_databases_failures", "_remove_databases_failures")
-    ),
-    Patch(
-        "testing",
-        "asgiref.sync:SyncToAsync",
-        "__call__",
-        "tandem.testing:sync_to_async_call",
-        "thread-sensitive calls share the test's connection, as in stock Django",
     ),
     *(
         Patch(

@@ -29,14 +29,23 @@ from typing import Any
 
 from django.db import transaction as django_transaction
 
-from tandem.bridge import set_unit_hook
+from tandem.bridge import _settling, set_unit_hook
 from tandem.lock import TaskLock
 
-__all__ = ["Shared", "TransactionEnded", "install", "is_tandem_alias"]
+__all__ = ["Shared", "TransactionEnded", "TransactionInThread", "install", "is_tandem_alias"]
 
 
 class TransactionEnded(django_transaction.TransactionManagementError):
     """A task used the connection of an ``aatomic`` block that has ended."""
+
+
+class TransactionInThread(django_transaction.TransactionManagementError):
+    """A thread started inside an ``aatomic`` block tried to use its database.
+
+    The block's transaction lives on one connection, used on the event loop;
+    the thread would get a connection of its own and write outside the
+    transaction, where a rollback could not reach.
+    """
 
 
 class Shared:
@@ -112,6 +121,52 @@ def current_task() -> asyncio.Task | None:
     """The running asyncio task, or None in sync code."""
     loop = asyncio._get_running_loop()
     return None if loop is None else asyncio.current_task(loop)
+
+
+def open_block(alias: str) -> Shared | None:
+    """The ``aatomic`` block on ``alias`` the current context runs inside, if any."""
+    shared = transactions.get().get(alias)
+    return None if shared is None or shared.ended else shared
+
+
+def in_any_block() -> bool:
+    """True if the current context runs inside an open ``aatomic`` block (any alias)."""
+    return any(not shared.ended for shared in transactions.get().values())
+
+
+def refuse_thread_in_block(alias: str) -> None:
+    """Raise ``TransactionInThread`` if this thread was started inside a block on ``alias``.
+
+    Called before a tandem wrapper connects outside an event loop. Threads
+    started with ``sync_to_async(thread_sensitive=False)`` or
+    ``asyncio.to_thread`` copy the starting task's context, so they see the
+    block it had open; their queries would run on the thread's own
+    connection, outside the transaction, and survive its rollback.
+    """
+    if open_block(alias) is not None:
+        raise TransactionInThread(
+            f"This thread was started inside an aatomic(using={alias!r}) block, and "
+            f"queries on {alias!r} from a thread cannot join its transaction (it lives "
+            "on one connection, on the event loop): they would be written outside it. "
+            "Run the sync code with tandem.native() or a thread-sensitive "
+            "sync_to_async() (both join the block), or start the thread outside the block."
+        )
+
+
+def mark_blocks_for_rollback(error: BaseException) -> None:
+    """A unit inside ``aatomic`` blocks was cancelled mid-way: they must roll back.
+
+    The cancelled statement may have been aborted on the server (PostgreSQL
+    then refuses the rest of the transaction and turns its COMMIT into a
+    ROLLBACK) or half-done: either way the block cannot commit, exactly as
+    when an exception leaves an ``atomic()`` block (Django's
+    ``mark_for_rollback_on_error``). Its next query raises, and it rolls back.
+    """
+    for shared in transactions.get().values():
+        wrapper = shared.wrapper
+        if not shared.ended and wrapper.in_atomic_block and not wrapper.needs_rollback:
+            wrapper.needs_rollback = True
+            wrapper.rollback_exc = error
 
 
 def _resolve(task: asyncio.Task, alias: str) -> Any:
@@ -215,16 +270,24 @@ async def _unit_of_work(drive, fn, args, kwargs):
     task: asyncio.Task = current_task()  # type: ignore[assignment]  # native() is awaited in a task
     depth = _unit_depth.get(task, 0)
     held: list[TaskLock] = _locks_for_unit() if depth == 0 else []
+    settle = _settling.get()
     taken = 0
     try:
         for lock in held:
-            await lock.acquire(task)
+            if settle is None:
+                await lock.acquire(task)
+            else:  # work that must finish: a cancellation waits for it
+                await settle.outlast_cancellation(lock.acquire(task))
             taken += 1
         if depth == 0 and held:
             _unit_locks[task] = held
         _unit_depth[task] = depth + 1
         try:
             return await drive(fn, args, kwargs)
+        except asyncio.CancelledError as exc:
+            if depth == 0:
+                mark_blocks_for_rollback(exc)
+            raise
         finally:
             if depth:
                 _unit_depth[task] = depth
@@ -264,7 +327,9 @@ def lend_connections() -> Iterator[None]:
     """
     task: asyncio.Task = current_task()  # type: ignore[assignment]  # used inside native(): in a task
     aliases = {*_owned.get(task, {}), *transactions.get(), *(a for a, st in test_connections.items() if st)}
-    held = tuple(_unit_locks.get(task, ()))
+    # The locks the lender holds for its tasks: its unit's, and those its
+    # blocks hold for theirs (a test's lock, held by a block under TestCase).
+    held = (*_unit_locks.get(task, ()), *(lock for s in transactions.get().values() for lock in s.covers))
     lent = {}
     for alias in aliases:
         wrapper = _resolve(task, alias)

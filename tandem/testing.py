@@ -50,8 +50,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-from asgiref.sync import SyncToAsync
-from django.db import connections
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.test import SimpleTestCase, TestCase
 
 from tandem.bridge import call_native, in_bridge
@@ -59,9 +58,9 @@ from tandem.scope import Shared, current_task, is_tandem_alias, test_connections
 
 _stock_enter_atomics = TestCase._enter_atomics.__func__
 _stock_rollback_atomics = TestCase._rollback_atomics.__func__
-_stock_sync_to_async_call = SyncToAsync.__call__
 _stock_add_databases_failures = SimpleTestCase._add_databases_failures.__func__
 _stock_remove_databases_failures = SimpleTestCase._remove_databases_failures.__func__
+_stock_capture_on_commit_callbacks = TestCase.captureOnCommitCallbacks.__func__
 
 
 @classmethod  # type: ignore[misc]  # set on TestCase / SimpleTestCase by tandem.patches
@@ -86,11 +85,37 @@ def rollback_atomics(cls, atomics):
     _stock_rollback_atomics(cls, atomics)
 
 
-async def sync_to_async_call(self: SyncToAsync, *args: Any, **kwargs: Any) -> Any:
-    """``SyncToAsync.__call__``: while a test transaction is shared, natively."""
-    if getattr(self, "_thread_sensitive", False) and any(test_connections.values()):
-        return await call_native(self.func, *args, **kwargs)
-    return await _stock_sync_to_async_call(self, *args, **kwargs)
+# -- on_commit callbacks in async tests ----------------------------------------
+class CapturedOnCommit:
+    """Django's ``captureOnCommitCallbacks()``, usable with ``async with`` too.
+
+    With ``execute=True`` Django calls each captured callback at the block's
+    end. An async callback must be awaited: in sync code outside the loop
+    tandem runs it with ``async_to_sync``; in an async test, ``async with``
+    runs Django's own exit in the bridge, where it is awaited (a plain
+    ``with`` there raises an error that says so).
+    """
+
+    def __init__(self, capture: Any) -> None:
+        self._capture = capture  # Django's context manager, not entered yet
+
+    def __enter__(self) -> list:
+        return self._capture.__enter__()
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        return self._capture.__exit__(*exc_info)
+
+    async def __aenter__(self) -> list:
+        return self._capture.__enter__()
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        return await call_native(self._capture.__exit__, *exc_info)
+
+
+@classmethod  # type: ignore[misc]  # set on TestCase by tandem.patches
+def capture_on_commit_callbacks(cls, *, using=DEFAULT_DB_ALIAS, execute=False):
+    """``TestCase.captureOnCommitCallbacks``, also as ``async with``."""
+    return CapturedOnCommit(_stock_capture_on_commit_callbacks(cls, using=using, execute=execute))
 
 
 # -- counting queries across tasks ----------------------------------------------

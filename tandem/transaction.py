@@ -4,37 +4,92 @@ The block runs Django's own ``Atomic`` (savepoints, ``durable``,
 ``set_rollback``, ``on_commit``) with its enter and exit awaited through the
 bridge. The connection it runs on stays with the block until it ends.
 
-Tasks created inside the block inherit it through a contextvar and *join* the
-transaction: they use its connection, one unit of work at a time. A joined
-task that opens its own ``aatomic`` holds the transaction for the whole inner
-block, so its savepoint can't interleave with another task's. A task still
-using the transaction after the block ended gets ``TransactionEnded``.
+One rule keeps the block's writes inside it: while a task has the block
+open, every query on its alias by that task or by what it starts runs in
+the block's transaction, or fails at once. Tasks created inside the block
+inherit it through a contextvar and *join* the transaction: they use its
+connection, one unit of work at a time. A joined task that opens its own
+``aatomic`` holds the transaction for the whole inner block, so its
+savepoint can't interleave with another task's. A task still using the
+transaction after the block ended gets ``TransactionEnded``; a thread
+started inside it gets ``TransactionInThread`` (thread-sensitive
+``sync_to_async`` is no thread here: it runs in the bridge and joins).
+
+Cancellation is an outcome like an exception: a query cancelled inside the
+block marks it for rollback (``tandem.scope``); a cancellation that arrives
+while the outermost block commits waits for the commit's answer (at most
+``COMMIT_GRACE`` seconds), lets its ``on_commit`` callbacks run, and is
+raised after them, with a note that says whether the block committed.
+
+``on_commit`` callbacks run after the transaction is gone, outside the
+block: tasks they start are ordinary tasks, not members of a finished block.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from contextvars import Token
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import transaction as django_transaction
 
-from tandem.bridge import call_native
-from tandem.scope import Shared, current_task, is_tandem_alias, transactions
-
-if TYPE_CHECKING:
-    import asyncio
+from tandem.bridge import call_native, settling
+from tandem.scope import Shared, current_task, is_tandem_alias, test_connections, transactions
 
 __all__ = ["aatomic"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _enter(atomic: django_transaction.Atomic, alias: str):
+# How long a cancellation that arrives while a block commits (or rolls back)
+# and runs its on_commit callbacks waits for them, in seconds. After that the
+# I/O is cancelled as usual and the commit's outcome is unknown to the caller.
+COMMIT_GRACE = 10.0
+
+
+@dataclass
+class _Frame:
+    """One entry of an ``aatomic`` by one task."""
+
+    atomic: django_transaction.Atomic
+    token: Token
+    shared: Shared | None  # the block's Shared if this entry created it
+    held: Shared | None  # a Shared whose lock this entry holds until it exits
+    outermost: bool  # this entry began the transaction: its exit commits
+
+
+def _enter(atomic: django_transaction.Atomic, alias: str) -> tuple[Any, bool]:
+    wrapper = connections[alias]
+    outermost = not wrapper.in_atomic_block
     atomic.__enter__()
-    return connections[alias]
+    return wrapper, outermost
+
+
+def _exit(frame: _Frame, alias: str, exc_info: tuple) -> tuple[bool, list]:
+    """Leave the block: (committed?, the on_commit callbacks of a commit, unrun)."""
+    if not frame.outermost:
+        frame.atomic.__exit__(*exc_info)
+        return False, []
+    wrapper = connections[alias]
+    commits = exc_info[0] is None and not wrapper.needs_rollback
+    deferred: list = []
+    wrapper.commit_hooks_deferred = deferred
+    try:
+        frame.atomic.__exit__(*exc_info)
+    finally:
+        wrapper.commit_hooks_deferred = None
+    return commits, deferred
+
+
+def _run_commit_hooks(alias: str, hooks: list) -> None:
+    wrapper = connections[alias]
+    wrapper.run_on_commit = hooks
+    wrapper.run_and_clear_commit_hooks()
 
 
 class aatomic:  # noqa: N801 - named like Django's atomic
@@ -48,7 +103,9 @@ class aatomic:  # noqa: N801 - named like Django's atomic
         self.using: str | None = using  # type: ignore[assignment]
         self.savepoint = savepoint
         self.durable = durable
-        self._frames: list[tuple[Any, ...]] = []
+        # Per task, as Django's Atomic keeps its state per thread (on the
+        # connection): one instance may be entered by several tasks at once.
+        self._frames: dict[asyncio.Task, list[_Frame]] = {}
 
     def __new__(cls, using=None, savepoint=True, durable=False):
         # Bare decorator: @aatomic
@@ -73,37 +130,61 @@ class aatomic:  # noqa: N801 - named like Django's atomic
         task: asyncio.Task = current_task()  # type: ignore[assignment]  # async with: in a task
         visible = transactions.get()
         outer = visible.get(alias)
-        atomic = django_transaction.Atomic(alias, self.savepoint, self.durable)
-        held = None
-        if outer is not None and outer.owner is not task:
-            # A joined task's inner block: keep the transaction to ourselves
-            # until it ends, so savepoints nest properly.
-            await outer.lock.acquire(task)
-            held = outer
+        held = _to_hold(task, outer, alias)
+        if held is not None:
+            await held.lock.acquire(task)
         try:
-            wrapper = await call_native(_enter, atomic, alias)
+            wrapper, outermost = await call_native(_enter, atomic := self._atomic(), alias)
         except BaseException:
             if held is not None:
                 held.lock.release(task)
             raise
-        if outer is not None and held is None:
-            shared, created = outer, False  # nested in our own block: same transaction
+        if outer is not None and outer.owner is task:
+            shared = None  # nested in our own block: same transaction
         else:
-            shared, created = Shared(alias, wrapper, owner=task), True
-        token = transactions.set({**visible, alias: shared})
-        self._frames.append((atomic, shared if created else None, token, held, task))
+            # A joined task's inner block passes on the locks the block it
+            # joined holds for its tasks; a test's block, the test's lock.
+            covers = outer.covers if outer is not None else (held.lock,) if held is not None else ()
+            shared = Shared(alias, wrapper, owner=task, covers=covers)
+        token = transactions.set({**visible, alias: shared or outer})  # type: ignore[dict-item]
+        self._frames.setdefault(task, []).append(_Frame(atomic, token, shared, held, outermost))
         return self
 
+    def _atomic(self) -> django_transaction.Atomic:
+        return django_transaction.Atomic(self.alias, self.savepoint, self.durable)
+
     async def __aexit__(self, exc_type, exc, tb) -> None:
-        atomic, created, token, held, task = self._frames.pop()
-        try:
-            await call_native(atomic.__exit__, exc_type, exc, tb)
-        finally:
-            transactions.reset(token)
-            if created is not None:
-                created.ended = True  # tasks that outlive the block must not use it
-            if held is not None:
-                held.lock.release(task)
+        task: asyncio.Task = current_task()  # type: ignore[assignment]
+        frames = self._frames[task]
+        frame = frames.pop()
+        if not frames:
+            del self._frames[task]
+        # A cancellation waits for the block's end (its COMMIT's answer, its
+        # callbacks): an exit left half-done would leave the connection's
+        # transaction state behind, and a commit unreported.
+        with settling(COMMIT_GRACE) as settle:
+            try:
+                committed, hooks = await call_native(_exit, frame, self.alias, (exc_type, exc, tb))
+            finally:
+                self._forget(frame, task)
+            if hooks:  # the transaction is gone: what they start is on its own
+                await call_native(_run_commit_hooks, self.alias, hooks)
+        if settle.cancelled:
+            cancelled = asyncio.CancelledError()
+            if frame.outermost:
+                outcome = "committed, and its on_commit callbacks ran" if committed else "rolled back"
+                cancelled.add_note(
+                    f"aatomic(using={self.alias!r}) {outcome} before this cancellation took effect."
+                )
+            raise cancelled
+
+    @staticmethod
+    def _forget(frame: _Frame, task: asyncio.Task) -> None:
+        transactions.reset(frame.token)
+        if frame.shared is not None:
+            frame.shared.ended = True  # tasks that outlive the block must not use it
+        if frame.held is not None:
+            frame.held.lock.release(task)
 
     def __call__(self, func: F) -> F:
         if not inspect.iscoroutinefunction(func):
@@ -115,3 +196,18 @@ class aatomic:  # noqa: N801 - named like Django's atomic
                 return await func(*args, **kwargs)
 
         return inner  # type: ignore[return-value]
+
+
+def _to_hold(task: asyncio.Task, outer: Shared | None, alias: str) -> Shared | None:
+    """The Shared whose lock a new block must hold for its whole life, if any.
+
+    A joined task's inner block holds the transaction it joined, so its
+    savepoint cannot interleave with another task's. Under a test's shared
+    transaction (``TestCase``) an independent block holds the test's lock: in
+    production it would have a connection to itself, and interleaved
+    savepoints of two blocks on one connection would undo each other.
+    """
+    if outer is not None:
+        return outer if outer.owner is not task else None
+    stack = test_connections.get(alias)
+    return stack[-1] if stack else None

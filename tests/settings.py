@@ -143,6 +143,21 @@ elif TEST_DB == "mysql":
 else:
     raise RuntimeError(f"TANDEM_TEST_DB={TEST_DB!r}: use postgresql, sqlite or mysql")
 
+# One alias stock and one tandem on the same database, as a project moving one
+# alias at a time has them (tests/test_routing_matrix.py): a stock replica of
+# "default", and a tandem replica of "stock".
+DATABASES["stock_mirror"] = {
+    **DATABASES["default"],
+    "ENGINE": DATABASES["stock"]["ENGINE"],
+    "OPTIONS": {},
+    "TEST": {"MIRROR": "default"},
+}
+DATABASES["tandem_of_stock"] = {
+    **DATABASES["stock"],
+    "ENGINE": DATABASES["default"]["ENGINE"],
+    "TEST": {"MIRROR": "stock"},
+}
+
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",

@@ -26,4 +26,20 @@ class Pair(models.Model):
     half = models.SmallIntegerField()
 
 
-MODELS = (Account, Transfer, Pair)
+class Piece(models.Model):
+    """One of a block's rows (scenario 9): a block has all of its pieces or none."""
+
+    block = models.IntegerField(db_index=True)
+    part = models.SmallIntegerField()
+    # PostgreSQL: the COMMIT of the transaction that wrote this row sleeps
+    # this many milliseconds (a deferred constraint trigger, chaos.scenarios.cancels).
+    commit_ms = models.IntegerField(default=0)
+
+
+class Callback(models.Model):
+    """Written by a block's async ``on_commit`` callback, after its COMMIT (scenario 9)."""
+
+    block = models.IntegerField()
+
+
+MODELS = (Account, Transfer, Pair, Piece, Callback)

@@ -1,5 +1,8 @@
 """The scenarios of issue 11 built so far, in the order the runner runs them.
 
+Scenario 9 (``cancels``) is the cancellation issue's: tasks cancelled at
+random points inside ``aatomic`` blocks, COMMIT included.
+
 Each is an ``async def run(run: Run)`` that drives load and faults on the
 scenario's own event loop, counts every request in ``run.tally``, and checks
 its data invariants; the runner then balances the books (``chaos.books``).
@@ -11,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from chaos.books import Run
-from chaos.scenarios import abandon, isolation, kills, outage, pool, session, soak
+from chaos.scenarios import abandon, cancels, isolation, kills, outage, pool, session, soak
 
 ALL = ("postgresql", "mysql", "sqlite")
 SERVERS = ("postgresql", "mysql")
@@ -37,6 +40,7 @@ SCENARIOS = (
     Scenario("5a", "isolation: transfers, some rolled back", isolation.transfers, ALL_AND_PGBOUNCER, 180),
     Scenario("5b", "isolation: savepoints", isolation.savepoints, ALL_AND_PGBOUNCER, 180),
     Scenario("5c", "isolation: child tasks", isolation.child_tasks, ALL_AND_PGBOUNCER, 180),
+    Scenario("9", "cancels inside blocks: all or nothing", cancels.cancelled_blocks, ALL_AND_PGBOUNCER, 300),
     Scenario("1", "killed connections under load", kills.killed_connections, SERVERS_AND_PGBOUNCER, 240),
     Scenario("2a", "server stopped 5 s under load", outage.server_stopped, SERVERS, 120),
     Scenario("2b", "server stopped, no health checks", outage.server_stopped_unchecked, SERVERS, 120),

@@ -23,6 +23,7 @@ from tandem.bridge import await_, in_bridge, native
 from tandem.db.guard import bridge_aware_guard, bridge_aware_guards
 from tandem.db.session import watching
 from tandem.pool import Pool, PoolOptions, pool_for
+from tandem.scope import refuse_thread_in_block
 
 
 def bridgeable(wrapper_class: type) -> type:
@@ -42,6 +43,12 @@ def _awaiting(func):
     def run():
         if in_bridge():
             return await_(func())
+        if _on_loop_outside_bridge():
+            raise RuntimeError(
+                f"The async on_commit() callback {func!r} was called from sync code on "
+                "the event loop, where nothing can await it (in a test: use "
+                "`async with self.captureOnCommitCallbacks(execute=True):`)."
+            )
         return async_to_sync(func)()
 
     return run
@@ -261,11 +268,29 @@ class TandemWrapperMixin(_WrapperBase):
         """Connect now; on the loop outside the bridge there is nothing to do.
 
         Between units of work a tandem wrapper holds no connection by design:
-        the next unit takes one. (``CaptureQueriesContext`` calls this.)
+        the next unit takes one. (``CaptureQueriesContext`` calls this.) In
+        a thread started inside an ``aatomic`` block of this alias, refused:
+        see ``tandem.scope.refuse_thread_in_block``.
         """
-        if _on_loop_outside_bridge() and not os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE"):
+        if asyncio._get_running_loop() is None:
+            refuse_thread_in_block(self.alias)
+        elif not in_bridge() and not os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE"):
             return
         super().ensure_connection()
+
+    # Set by tandem.transaction while an aatomic block commits: the commit's
+    # on_commit callbacks are collected here, to run once the block is gone.
+    commit_hooks_deferred: list | None = None
+
+    def run_and_clear_commit_hooks(self):
+        """Django's; while an ``aatomic`` block commits, the callbacks wait for its end."""
+        deferred = self.commit_hooks_deferred
+        if deferred is None:
+            return super().run_and_clear_commit_hooks()
+        self.validate_no_atomic_block()
+        deferred.extend(self.run_on_commit)
+        self.run_on_commit = []
+        return None
 
     def on_commit(self, func, robust=False):
         """Django's ``on_commit``; async callables are awaited after the commit.
