@@ -154,19 +154,25 @@ def refuse_thread_in_block(alias: str) -> None:
 
 
 def mark_blocks_for_rollback(error: BaseException) -> None:
-    """A unit inside ``aatomic`` blocks was cancelled mid-way: they must roll back.
+    """A unit inside ``aatomic`` blocks was cancelled in their database I/O: they must roll back.
 
     The cancelled statement may have been aborted on the server (PostgreSQL
     then refuses the rest of the transaction and turns its COMMIT into a
     ROLLBACK) or half-done: either way the block cannot commit, exactly as
     when an exception leaves an ``atomic()`` block (Django's
-    ``mark_for_rollback_on_error``). Its next query raises, and it rolls back.
+    ``mark_for_rollback_on_error``). Its next query raises, and it rolls back;
+    if nothing raised by then, its exit raises ``TransactionManagementError``.
     """
     for shared in transactions.get().values():
         wrapper = shared.wrapper
+        if not wrapper.io_cancelled:
+            continue  # what was cancelled was not this block's database I/O
+        wrapper.io_cancelled = False
         if not shared.ended and wrapper.in_atomic_block and not wrapper.needs_rollback:
             wrapper.needs_rollback = True
             wrapper.rollback_exc = error
+            # The block level it happened at: its exit raises (tandem.transaction).
+            wrapper.cancel_mark = (len(wrapper.savepoint_ids), error)
 
 
 def _resolve(task: asyncio.Task, alias: str) -> Any:

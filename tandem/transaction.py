@@ -66,24 +66,46 @@ class _Frame:
 def _enter(atomic: django_transaction.Atomic, alias: str) -> tuple[Any, bool]:
     wrapper = connections[alias]
     outermost = not wrapper.in_atomic_block
+    wrapper.io_cancelled = False  # noted before this block: not its business
     atomic.__enter__()
     return wrapper, outermost
 
 
 def _exit(frame: _Frame, alias: str, exc_info: tuple) -> tuple[bool, list]:
     """Leave the block: (committed?, the on_commit callbacks of a commit, unrun)."""
-    if not frame.outermost:
-        frame.atomic.__exit__(*exc_info)
-        return False, []
     wrapper = connections[alias]
-    commits = exc_info[0] is None and not wrapper.needs_rollback
+    mark = _take_cancel_mark(wrapper)
     deferred: list = []
-    wrapper.commit_hooks_deferred = deferred
+    commits = frame.outermost and exc_info[0] is None and not wrapper.needs_rollback
+    if frame.outermost:
+        wrapper.commit_hooks_deferred = deferred
     try:
         frame.atomic.__exit__(*exc_info)
     finally:
         wrapper.commit_hooks_deferred = None
+    if mark is not None and exc_info[0] is None:
+        # The block caught a cancellation of its own query and went on as
+        # if nothing happened: it has been rolled back, which it must hear.
+        raise django_transaction.TransactionManagementError(
+            f"This aatomic(using={alias!r}) block was rolled back: a query in it was "
+            "cancelled (a timeout, task.cancel()), and a transaction cannot go on after "
+            "that. Let the cancellation leave the block, or wrap the query in a nested "
+            "aatomic() to roll back only that."
+        ) from mark
     return commits, deferred
+
+
+def _take_cancel_mark(wrapper: Any) -> BaseException | None:
+    """The cancellation that marked the block level now exiting for rollback, if any.
+
+    Consumed here; ignored if the block's code overrode it with
+    ``set_rollback(False)``.
+    """
+    mark, level = wrapper.cancel_mark, len(wrapper.savepoint_ids)
+    if mark is None or mark[0] < level:
+        return None  # marked at an outer level: that level's exit says so
+    wrapper.cancel_mark = None
+    return mark[1] if mark[0] == level and wrapper.needs_rollback else None
 
 
 def _run_commit_hooks(alias: str, hooks: list) -> None:

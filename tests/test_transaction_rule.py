@@ -21,9 +21,9 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.db import connections, transaction
 from django.db.models.signals import post_save
 from django.dispatch import Signal
-from django.test import AsyncRequestFactory, TestCase
+from django.test import AsyncClient, AsyncRequestFactory, TestCase
 
-from tandem import aatomic, in_bridge, native
+from tandem import aatomic, await_, in_bridge, native
 from tandem.scope import TransactionInThread
 from tests.app.models import Author, Counter
 from tests.db import long_query
@@ -162,16 +162,47 @@ async def test_a_cancelled_query_marks_the_block_for_rollback():
 
 
 @production
-async def test_a_cancelled_block_that_stops_querying_rolls_back_silently_as_django():
+async def test_a_cancelled_block_that_stops_querying_fails_at_its_end():
     ran = []
-    async with aatomic():
-        await Author.objects.acreate(name="before")
-        transaction.on_commit(lambda: ran.append("callback"))
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.2):
-                await native(long_query)()
+    with pytest.raises(transaction.TransactionManagementError, match="was rolled back") as failed:
+        async with aatomic():
+            await Author.objects.acreate(name="before")
+            transaction.on_commit(lambda: ran.append("callback"))
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    await native(long_query)()
+    assert isinstance(failed.value.__cause__, asyncio.CancelledError)
     assert ran == []
     assert await seen_from_outside() == []
+    async with aatomic():  # the next block of the task is not affected
+        transaction.set_rollback(True)
+    async with aatomic():
+        await Author.objects.acreate(name="next")
+    assert await seen_from_outside() == ["next"]
+
+
+@production
+async def test_an_atomic_request_that_swallows_a_cancelled_query_fails(settings):
+    settings.DATABASES["default"]["ATOMIC_REQUESTS"] = True
+    try:
+        with pytest.raises(transaction.TransactionManagementError, match="was rolled back"):
+            await AsyncClient().get("/time-out/?name=lost")
+    finally:
+        settings.DATABASES["default"]["ATOMIC_REQUESTS"] = False
+    assert await seen_from_outside() == []
+
+
+@production
+async def test_a_cancelled_unit_that_did_no_database_io_leaves_the_block_alone():
+    # A cache call or any other bridged wait timed out inside the block: the
+    # transaction is intact, and the block commits as usual.
+    async with aatomic():
+        await Author.objects.acreate(name="kept")
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await native(lambda: await_(asyncio.sleep(5)))()
+        await Author.objects.acreate(name="after")
+    assert await seen_from_outside() == ["after", "kept"]
 
 
 @production

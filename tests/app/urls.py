@@ -7,6 +7,7 @@ urlpatterns = [
     path("create/", views.create_author),
     path("create-non-atomic/", views.create_author_non_atomic),
     path("fail/", views.create_then_fail),
+    path("time-out/", views.create_then_time_out),
 ]
 
 urlpatterns += [

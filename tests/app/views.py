@@ -26,6 +26,20 @@ async def create_then_fail(request):
     raise ValueError("boom")
 
 
+async def create_then_time_out(request):
+    """Writes, then catches the timeout of a slow query and answers as if all went well."""
+    from tandem import native
+    from tests.db import long_query
+
+    await Author.objects.acreate(name=request.GET.get("name", "x"))
+    try:
+        async with asyncio.timeout(0.2):
+            await native(long_query)()
+    except TimeoutError:
+        pass
+    return JsonResponse({"ok": True})
+
+
 # -- the request path (tests/test_request_path.py) ----------------------------
 
 import asyncio  # noqa: E402

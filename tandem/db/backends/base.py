@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
+from django.db.utils import DatabaseErrorWrapper
+from django.utils.functional import cached_property
 
 from tandem.bridge import await_, in_bridge, native
 from tandem.db.guard import bridge_aware_guard, bridge_aware_guards
@@ -80,11 +82,32 @@ else:
     _WrapperBase = _ValidationBase = object
 
 
+class CancelAwareErrors(DatabaseErrorWrapper):
+    """Django's error translation around each database call, noting cancellations.
+
+    Every statement, fetch, commit, rollback and connect of Django's passes
+    through it, so a ``CancelledError`` seen here interrupted database I/O:
+    the wrapper's transaction may be broken (``tandem.scope`` marks an
+    ``aatomic`` block for rollback), where a cancelled cache call or sleep
+    leaves it as it was.
+    """
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        if exc_type is not None and issubclass(exc_type, asyncio.CancelledError):
+            self.wrapper.io_cancelled = True
+        return super().__exit__(exc_type, exc_value, traceback)
+
+
 class TandemWrapperMixin(_WrapperBase):
     """Mixed in before a ``bridgeable()`` Django wrapper by each tandem backend."""
 
     # Set by tandem.scope when the wrapper is stored for an asyncio task.
     task_owned = False
+    # A cancellation interrupted this wrapper's database I/O (CancelAwareErrors).
+    io_cancelled = False
+    # (atomic level, CancelledError) of a block marked for rollback by a
+    # cancellation (tandem.scope.mark_blocks_for_rollback); its exit raises.
+    cancel_mark: tuple[int, BaseException] | None = None
     # Open server-side cursors: they live on the connection, so it stays.
     pinned_cursors = 0
     # A statement may have changed the connection's session (SET, a temporary
@@ -111,6 +134,11 @@ class TandemWrapperMixin(_WrapperBase):
     def ping_raw_connection(self, conn: Any) -> None:
         """Raise if ``conn`` does not answer a trivial query."""
         raise NotImplementedError
+
+    @cached_property
+    def wrap_database_errors(self) -> CancelAwareErrors:
+        """Django's ``DatabaseErrorWrapper``, which also notes cancelled I/O."""
+        return CancelAwareErrors(self)
 
     # -- the pool -------------------------------------------------------------
     @property
