@@ -7,19 +7,27 @@ Public API::
 
 from tandem.bridge import OutsideBridgeError, await_, in_bridge, native
 
-__all__ = ["OutsideBridgeError", "TransactionEnded", "aatomic", "await_", "in_bridge", "native"]
+__all__ = [
+    "OutsideBridgeError",
+    "TransactionEnded",
+    "TransactionInThread",
+    "aatomic",
+    "await_",
+    "in_bridge",
+    "native",
+]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    # aatomic and TransactionEnded import Django's db layer: load them lazily so
+    # aatomic and the transaction errors import Django's db layer: load them lazily so
     # `import tandem` works before settings are configured.
     if name == "aatomic":
         from tandem.transaction import aatomic
 
         return aatomic
-    if name == "TransactionEnded":
-        from tandem.scope import TransactionEnded
+    if name in ("TransactionEnded", "TransactionInThread"):
+        from tandem import scope
 
-        return TransactionEnded
+        return getattr(scope, name)
     raise AttributeError(f"module 'tandem' has no attribute {name!r}")

@@ -20,8 +20,8 @@ from django.core.exceptions import SynchronousOnlyOperation
 from django.db import connections
 from django.test import override_settings
 
-from tandem import aatomic
-from tandem.scope import TransactionInThread, is_tandem_alias
+from tandem import TransactionInThread, aatomic
+from tandem.scope import is_tandem_alias
 from tests import recorder
 from tests.app.models import Author, Book, Category
 from tests.settings import TEST_DB

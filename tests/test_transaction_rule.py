@@ -23,8 +23,7 @@ from django.db.models.signals import post_save
 from django.dispatch import Signal
 from django.test import AsyncClient, AsyncRequestFactory, TestCase
 
-from tandem import aatomic, await_, in_bridge, native
-from tandem.scope import TransactionInThread
+from tandem import TransactionInThread, aatomic, await_, in_bridge, native
 from tests.app.models import Author, Counter
 from tests.db import long_query
 
