@@ -5,9 +5,13 @@
 For each database, the selected test apps run three times with Django's
 ``tests/runtests.py``: ``stock`` (Django's own backend), ``sync`` (tandem's
 backend, plain sync code: must equal stock) and ``bridged`` (tandem's
-backend, every test inside ``tandem.native`` on an event loop). A test that
-passes on stock and fails in another mode is a regression, unless
-``conformance/expected.py`` lists it; any regression makes the exit status 1.
+backend, every test inside ``tandem.native`` on an event loop). The selected
+apps that use two databases (``MIXED_APPS``) run twice more, with one alias on
+each backend, as in a project that moves one alias at a time: ``mixed``
+(``default`` on tandem's, ``other`` on Django's) and ``mixed-flip`` (the other
+way round). A test that passes on stock and fails in another mode is a
+regression, unless ``conformance/expected.py`` lists it; any regression makes
+the exit status 1.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from conformance import expected, progress, sessions, suite
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "conformance" / "results"
-MODES = ("stock", "sync", "bridged")
+MODES = ("stock", "sync", "bridged", "mixed", "mixed-flip")
+MIXED_MODES = ("mixed", "mixed-flip")  # one alias on tandem's backend, one on Django's
 DATABASES = ("postgresql", "sqlite", "mysql")
 # The apps of Django's suite that exercise the ORM and its async API, the request path, the
 # cache, email, templates and forms.
@@ -54,7 +59,19 @@ APPS = (
     "cache mail template_tests forms_tests model_forms model_formsets "
     # Django's test tools (query counting, undeclared databases, fixtures), which tandem's
     # tasks must honour as the test thread does; and the lookups tandem's fast lane serves.
-    "test_utils get_object_or_404 proxy_models custom_pk timezones"
+    "test_utils get_object_or_404 proxy_models custom_pk timezones "
+    # Two aliases, routers, cross-database relations: the app of the mixed modes.
+    "multiple_database"
+).split()
+# The apps the mixed modes run (of those selected): the apps of Django's suite with test cases
+# that use both aliases (databases = {"default", "other"} or "__all__"), multiple_database
+# first; and async, whose a* calls must take the native path on a tandem alias only. Not cache
+# (one such test case, and about 4 minutes of the suite's own sleeps per mode); --mixed-apps
+# picks others.
+MIXED_APPS = (
+    "multiple_database test_utils backends prefetch_related queries fixtures_regress "
+    "order_with_respect_to contenttypes_tests sites_tests auth_tests context_processors apps "
+    "invalid_models_tests check_framework admin_checks test_runner migrations admin_views async"
 ).split()
 FAILING = {"failed", "error", "unexpected_success", "missing", "timeout"}
 PASSING = {"passed", "expected_failure"}
@@ -71,6 +88,7 @@ class Run:
     complete: bool
     stopped: str = ""  # why it did not end on its own, if it did not
     log: Path | None = None  # runtests.py's output: tracebacks, stacks of a stopped run
+    apps: frozenset[str] | None = None  # the apps it ran, if not every selected app (mixed modes)
 
 
 class TerminatedError(Exception):
@@ -259,18 +277,26 @@ def compare(db: str, runs: dict[str, Run]) -> dict:
     In a mode that was stopped (a test timed out, ``runtests.py`` died), the
     tests it never reached are counted under ``not_run`` rather than listed
     one by one; the stop itself is a regression.
+
+    A mode that ran some of the apps only (the mixed modes, ``Run.apps``) is
+    compared on those: its row of an app it did not run is absent.
     """
     stock = runs["stock"].outcomes
     table: dict[str, dict[str, Counter]] = {}
     regressions, known, fixed, not_run, stopped = [], [], [], {}, {}
+    apps = {app_of(test_id) for run in runs.values() for test_id in run.outcomes}
+    for app in sorted(apps | {app for run in runs.values() for app in run.apps or ()}):
+        table[app] = {m: Counter() for m, run in runs.items() if run.apps is None or app in run.apps}
     for mode, run in runs.items():
         for test_id, outcome in run.outcomes.items():
-            table.setdefault(app_of(test_id), {m: Counter() for m in runs})[mode][_column(outcome)] += 1
+            table[app_of(test_id)].setdefault(mode, Counter())[_column(outcome)] += 1
         if not run.complete:
             stopped[mode] = run.stopped
         if mode == "stock":
             continue
         for test_id, before in stock.items():
+            if run.apps is not None and app_of(test_id) not in run.apps:
+                continue
             after = run.outcomes.get(test_id, "missing")
             if after == "missing" and not run.complete:
                 not_run[mode] = not_run.get(mode, 0) + 1
@@ -302,19 +328,22 @@ def _column(outcome: str) -> str:
 
 
 def print_report(db: str, report: dict) -> None:
-    """The per-app table, then every regression by test id."""
+    """The per-app table, then every regression by test id.
+
+    A mode's cell of an app it did not run is ``-``; its total is over the apps it ran.
+    """
     modes = [m for m in MODES if any(m in row for row in report["apps"].values())]
-    header = f"{'app':24}" + "".join(f" | {m + ' p/f/e/s':>20}" for m in modes)
+    header = f"{'app':24}" + "".join(f" | {m + ' p/f/e/s':>22}" for m in modes)
     print(f"\n{db}, Django {django.get_version()}\n{header}\n{'-' * len(header)}")
     totals = {m: Counter() for m in modes}
     for app in sorted(report["apps"]):
         row = report["apps"][app]
         cells = []
         for m in modes:
-            totals[m].update(row[m])
-            cells.append(_cell(row[m]))
-        print(f"{app:24}" + "".join(f" | {c:>20}" for c in cells))
-    print(f"{'total':24}" + "".join(f" | {_cell(totals[m]):>20}" for m in modes))
+            totals[m].update(row.get(m, {}))
+            cells.append(_cell(row[m]) if m in row else "-")
+        print(f"{app:24}" + "".join(f" | {c:>22}" for c in cells))
+    print(f"{'total':24}" + "".join(f" | {_cell(totals[m]):>22}" for m in modes))
     for item in report["expected"]:
         print(f"  expected failure ({item['mode']}): {item['test']}")
     for item in report["fixed"]:
@@ -391,7 +420,18 @@ def main(argv: list[str] | None = None) -> int:
         help="apps of Django's suite, space-separated, or 'all': every app its runtests.py runs "
         "(default: the apps tandem's conformance covers)",
     )
-    parser.add_argument("--modes", default=" ".join(MODES))
+    parser.add_argument(
+        "--modes",
+        default=os.environ.get("MODES") or " ".join(MODES),
+        help=f"modes to run, stock included (default: {' '.join(MODES)}); the mixed modes run "
+        "the selected apps that --mixed-apps names, and are left out when there are none",
+    )
+    parser.add_argument(
+        "--mixed-apps",
+        default=os.environ.get("MIXED_APPS") or " ".join(MIXED_APPS),
+        help="of the selected apps, those the mixed modes run, space-separated, or 'all': every "
+        "selected app (default: MIXED_APPS, or the apps of Django's suite that use two databases)",
+    )
     parser.add_argument("--parallel", default="1", help="runtests.py --parallel (processes per mode)")
     parser.add_argument(
         "--test-timeout",
@@ -433,17 +473,32 @@ def main(argv: list[str] | None = None) -> int:
         if absent := [a for a in requested if a not in apps]:
             print(f"conformance: not in Django {django.get_version()}'s suite, left out: {' '.join(absent)}")
 
+    mixed_requested = args.mixed_apps.split()
+    mixed_apps = apps if "all" in mixed_requested else [a for a in apps if a in mixed_requested]
+    if mixed := [m for m in modes if m in MIXED_MODES]:
+        if mixed_apps:
+            print(f"conformance: {' and '.join(mixed)} run {' '.join(mixed_apps)}")
+        else:
+            print(f"conformance: {' and '.join(mixed)} left out: no selected app in MIXED_APPS")
+            modes = [m for m in modes if m not in MIXED_MODES]
+
     _stop_on_signals()
     reports, status, run, stop = {}, 0, run_id(), None
     for db in dbs:
         runs = {}
         for mode in modes:
             try:
-                runs[mode] = run_mode(tests, db, mode, apps, args, run)
+                if mode in MIXED_MODES:
+                    runs[mode] = run_mode(tests, db, mode, mixed_apps, args, run)
+                    runs[mode].apps = frozenset(mixed_apps)
+                else:
+                    runs[mode] = run_mode(tests, db, mode, apps, args, run)
             except STOPS as exc:  # stopped: report what ran, then stop
                 stop = exc
                 if getattr(exc, "run", None):
                     runs[mode] = exc.run
+                    if mode in MIXED_MODES:
+                        runs[mode].apps = frozenset(mixed_apps)
                 break
         if "stock" not in runs:  # stopped before it had a baseline
             break
@@ -464,6 +519,7 @@ def main(argv: list[str] | None = None) -> int:
         and set(dbs) == set(DATABASES)
         and set(requested) >= set(APPS)
         and set(modes) == set(MODES)
+        and set(mixed_requested) == set(MIXED_APPS)
     )
     where = RESULTS if full else suite.cache_dir() / "logs"
     path = args.json or where / f"django-{django.get_version()}.json"
@@ -475,6 +531,10 @@ def main(argv: list[str] | None = None) -> int:
                 item.pop("log")
     selection = "all" if everything else " ".join(apps)
     command = "make conformance" if full else f"make conformance DB='{args.db}' APPS='{selection}'"
+    if not full and set(modes) != set(MODES):
+        command += f" MODES='{' '.join(modes)}'"
+    if not full and mixed and set(mixed_requested) != set(MIXED_APPS):
+        command += f" MIXED_APPS='{args.mixed_apps}'"
     write_report(path, {**meta, "command": command}, reports, merge=not full and args.json is None)
     print(f"\nreport: {path}")
     if stop:

@@ -1,4 +1,5 @@
-"""In sync and bridged mode, Django's Redis cache and SMTP email paths name tandem's backends.
+"""With tandem installed (every mode but stock), Django's Redis cache and SMTP email paths name
+tandem's backends.
 
 Django's suite reaches these backends by their stock import paths, never by
 a setting we could change:

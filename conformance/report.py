@@ -47,7 +47,7 @@ def _table(db: str, result: dict) -> str:
         "|---|" + "---:|" * len(modes),
     ]
     for app in sorted(apps):
-        lines.append(f"| {app} | " + " | ".join(_cell(apps[app][m]) for m in modes) + " |")
+        lines.append(f"| {app} | " + " | ".join(_cell(apps[app].get(m)) for m in modes) + " |")
     lines.append("| **total** | " + " | ".join(f"**{_cell(totals[m])}**" for m in modes) + " |")
     return "\n".join(lines) + "\n"
 
@@ -62,7 +62,10 @@ def _totals(apps: dict) -> tuple[list[str], dict[str, Counter]]:
     return modes, totals
 
 
-def _cell(counts: dict) -> str:
+def _cell(counts: dict | None) -> str:
+    """passed / failed / errors / skipped; ``-`` where the mode did not run the app (mixed modes)."""
+    if counts is None:
+        return "-"
     return " / ".join(str(counts.get(k, 0)) for k in COUNTS)
 
 
@@ -89,9 +92,11 @@ def every_app_markdown(report: dict) -> str:
         )
         out += ["| mode | " + " | ".join(COUNTS) + " |", "|---|" + "---:|" * len(COUNTS)]
         out += [f"| {m} | " + " | ".join(f"{totals[m][k]:,}" for k in COUNTS) + " |" for m in modes]
-        differing = sorted(a for a, row in apps.items() if any(row.get(m) != row.get("stock") for m in modes))
+        differing = sorted(
+            a for a, row in apps.items() if any(m in row and row[m] != row.get("stock") for m in modes)
+        )
         out += ["", "| app | " + " | ".join(modes) + " |", "|---|" + "---:|" * len(modes)]
-        out += [f"| {a} | " + " | ".join(_cell(apps[a].get(m, {})) for m in modes) + " |" for a in differing]
+        out += [f"| {a} | " + " | ".join(_cell(apps[a].get(m)) for m in modes) + " |" for a in differing]
         out.append("")
     return "\n".join(out)
 

@@ -1,13 +1,16 @@
 """The test runner ``conformance.settings`` gives Django's ``runtests.py``.
 
-It is Django's ``DiscoverRunner`` plus three things: in sync and bridged
-mode it points Django's Redis cache and SMTP email paths at tandem's
+It is Django's ``DiscoverRunner`` plus three things: in every mode but
+stock (sync, bridged and the mixed modes: tandem is installed) it points
+Django's Redis cache and SMTP email paths at tandem's
 backends (``conformance.backends``), in bridged mode it runs every test
 through the bridge (``conformance.bridged``), and it records the outcome of
 every test, by test id, in the JSON file named by
 ``TANDEM_CONFORMANCE_RESULTS`` for ``python -m conformance`` to compare,
 and reports each test as it starts and ends (``conformance.progress``), so
-that a test that hangs can be named and stopped.
+that a test that hangs can be named and stopped. The mixed modes run each
+test as sync mode does, in the test thread: with a stock alias, sync code
+must run outside the bridge (docs/conformance.md, "Mixed aliases").
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 import os
 import unittest
 
+from django.conf import settings
 from django.test.runner import DiscoverRunner
 
 from conformance import backends, bridged, progress
@@ -87,6 +91,9 @@ class ConformanceRunner(DiscoverRunner):
             backends.install()  # before the test modules are imported
         if mode == "bridged":
             bridged.install()
+        # The log says which backend each alias is on (the mixed modes put one on each).
+        engines = ", ".join(f"{alias}={entry['ENGINE']}" for alias, entry in settings.DATABASES.items())
+        print(f"conformance: {mode} mode: {engines}", flush=True)
 
     def get_resultclass(self):
         return RecordingResult
