@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import weakref
 from collections.abc import Callable
 from contextvars import Token
 from dataclasses import dataclass
@@ -127,7 +128,8 @@ class aatomic:  # noqa: N801 - named like Django's atomic
         self.durable = durable
         # Per task, as Django's Atomic keeps its state per thread (on the
         # connection): one instance may be entered by several tasks at once.
-        self._frames: dict[asyncio.Task, list[_Frame]] = {}
+        # Weak: a task destroyed inside the block leaves nothing behind here.
+        self._frames: weakref.WeakKeyDictionary[asyncio.Task, list[_Frame]] = weakref.WeakKeyDictionary()
 
     def __new__(cls, using=None, savepoint=True, durable=False):
         # Bare decorator: @aatomic
