@@ -105,8 +105,7 @@ class ThreadsUnderTestCase(TestCase):
 
 
 # -- signal receivers --------------------------------------------------------------
-@production
-async def test_asend_sync_receivers_write_inside_the_block_after_the_request_used_its_thread():
+async def _asend_after_the_request_used_its_thread():
     signal = Signal()
 
     def receiver(sender, **kwargs):
@@ -120,7 +119,18 @@ async def test_asend_sync_receivers_write_inside_the_block_after_the_request_use
                 await signal.asend(sender=None)
                 assert await Author.objects.filter(name="receiver").aexists()
                 raise Boom
+
+
+@production
+async def test_asend_sync_receivers_write_inside_the_block_after_the_request_used_its_thread():
+    await _asend_after_the_request_used_its_thread()
     assert await seen_from_outside() == []
+
+
+class SignalsUnderTestCase(TestCase):
+    async def test_the_same_rule_as_production(self):
+        await _asend_after_the_request_used_its_thread()
+        assert await Author.objects.acount() == 0
 
 
 @production
