@@ -20,7 +20,7 @@ from django.core.exceptions import SynchronousOnlyOperation
 from django.db import connections
 from django.test import override_settings
 
-from tandem import TransactionInThread, aatomic
+from tandem import TransactionInThread, aatomic, in_bridge
 from tandem.scope import is_tandem_alias
 from tests import recorder
 from tests.app.models import Author, Book, Category
@@ -167,6 +167,19 @@ async def _run(call, in_block: str | None, name: str):
             raise Boom
 
 
+def _create(name: str):
+    """Sync code that writes an author, then closes its thread's connections."""
+
+    def create():
+        try:
+            Author.objects.create(name=name)
+        finally:
+            if not in_bridge():  # a thread's stock connections would outlive the test
+                connections.close_all()
+
+    return create
+
+
 def _block_alias(write: str, read: str) -> str:
     block = write if is_tandem_alias(write) else read
     if TEST_DB == "sqlite" and block != write:
@@ -191,6 +204,8 @@ async def test_every_entry_point_runs_where_its_alias_lives(setup, in_block):
             assert ran, label
             assert all(bridged == is_tandem_alias(alias) for alias, bridged in ran), (label, ran)
             expected.append(label)
+    # Stock calls ran in asgiref's thread: its connections would outlive the test.
+    await sync_to_async(connections.close_all)()
     survivors = [] if block == write else sorted(expected)
     assert [n for n in await names_in(write) if n in expected] == survivors
 
@@ -206,12 +221,12 @@ async def test_thread_paths_inside_a_block_join_or_refuse(setup, path):
             async with aatomic(using=block):
                 outcome = None
                 try:
-                    await start(lambda: Author.objects.create(name="from sync code"))
+                    await start(_create("from sync code"))
                 except (TransactionInThread, SynchronousOnlyOperation) as exc:
                     outcome = type(exc)
                 raise Boom
         # Outside the block every path writes, as in stock Django.
-        await start(lambda: Author.objects.create(name="outside"))
+        await start(_create("outside"))
     if path == "sync_to_async":
         # Thread-sensitive code joins the block in the bridge: its writes roll
         # back with it; a stock write alias cannot be reached from the bridge.
