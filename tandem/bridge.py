@@ -164,24 +164,75 @@ class Settling:
         self.grace = grace
         self.cancelled = False
         self._deadline: float | None = None
+        self._gave_up = False
 
     async def outlast_cancellation(self, awaitable: Awaitable[R]) -> R:
-        """Await ``awaitable`` to its end, holding back the task's cancellation."""
-        inner = asyncio.ensure_future(awaitable)
-        loop = inner.get_loop()
-        while not inner.done():
-            timeout = None if self._deadline is None else max(0.0, self._deadline - loop.time())
+        """Await ``awaitable`` to its end, holding back the task's cancellation.
+
+        A coroutine is stepped here, in the awaiting task, rather than
+        wrapped in a task of its own (which would cost a task and two loop
+        turns per wait, on every COMMIT): each future it waits for is
+        awaited through a waiter of ours, so a cancellation cancels the
+        waiter, never the work.
+        """
+        if not inspect.iscoroutine(awaitable):
+            future = asyncio.ensure_future(awaitable)
+            if not await self._until_done(future):
+                future.cancel()  # the grace is over: as an unheld cancellation would
+                await self._until_done(future)
+            return future.result()
+        coro = awaitable
+        value: Any = None
+        error: BaseException | None = None
+        while True:
             try:
-                await asyncio.wait((inner,), timeout=timeout)
+                yielded = coro.send(value) if error is None else coro.throw(error)
+            except StopIteration as stop:
+                return stop.value
+            value = error = None
+            if yielded is None:  # a bare yield (sleep(0)): one loop turn
+                yielded = asyncio.get_running_loop().create_future()
+                yielded.get_loop().call_soon(_wake, yielded)
+            yielded._asyncio_future_blocking = False
+            if not await self._until_done(yielded):
+                yielded.cancel()  # the grace is over: what an unheld cancellation does
+                error = asyncio.CancelledError()
+                continue
+            try:
+                value = yielded.result()
+            except BaseException as exc:  # handed to the coroutine, as a task would
+                error = exc
+
+    async def _until_done(self, future: asyncio.Future) -> bool:
+        """Wait until ``future`` is done; False if the grace ran out first."""
+        loop = future.get_loop()
+        while not future.done():
+            waiter = loop.create_future()
+            wake = functools.partial(_wake, waiter)
+            future.add_done_callback(wake)
+            timer = None
+            if self._deadline is not None and not self._gave_up:
+                timer = loop.call_at(self._deadline, _wake, waiter)
+            try:
+                await waiter
             except asyncio.CancelledError:
                 self.cancelled = True
                 if self._deadline is None:
                     self._deadline = loop.time() + self.grace
-                continue
-            if not inner.done():  # the grace is over: give up as an unheld cancel would
-                inner.cancel()
-                await asyncio.wait((inner,))
-        return inner.result()
+            finally:
+                future.remove_done_callback(wake)
+                if timer is not None:
+                    timer.cancel()
+            if not future.done() and not self._gave_up and self._deadline is not None:
+                if loop.time() >= self._deadline:
+                    self._gave_up = True
+                    return False
+        return True
+
+
+def _wake(waiter: asyncio.Future, *_: Any) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 _settling: ContextVar[Settling | None] = ContextVar("tandem_settling", default=None)

@@ -77,6 +77,16 @@ class TaskLock:
         self._depth = 0
         self._waiters: deque[tuple[asyncio.Task, asyncio.Future]] = deque()
 
+    def try_acquire(self, task: asyncio.Task) -> bool:
+        """Take the lock for ``task`` now if it is free or already ``task``'s; else False."""
+        if self._holder is task:
+            self._depth += 1
+            return True
+        if self._holder is None and not self._waiters:
+            self._holder, self._depth = task, 1
+            return True
+        return False
+
     async def acquire(self, task: asyncio.Task) -> None:
         """Wait until ``task`` holds the lock."""
         if self._holder is task:

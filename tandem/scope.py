@@ -280,7 +280,9 @@ async def _unit_of_work(drive, fn, args, kwargs):
     taken = 0
     try:
         for lock in held:
-            if settle is None:
+            if lock.try_acquire(task):
+                pass
+            elif settle is None:
                 await lock.acquire(task)
             else:  # work that must finish: a cancellation waits for it
                 await settle.outlast_cancellation(lock.acquire(task))

@@ -189,6 +189,21 @@ class aatomic:  # noqa: N801 - named like Django's atomic
         with settling(COMMIT_GRACE) as settle:
             try:
                 committed, hooks = await call_native(_exit, frame, self.alias, (exc_type, exc, tb))
+            except BaseException as error:
+                if not settle.cancelled:
+                    raise
+                # The grace ran out: the commit was cut short. The caller was
+                # cancelled, and must hear that, not only the commit's error.
+                note = (
+                    f"aatomic(using={self.alias!r}) did not finish within COMMIT_GRACE "
+                    f"({COMMIT_GRACE} s) of this cancellation; whether it committed is unknown."
+                )
+                if isinstance(error, asyncio.CancelledError):
+                    error.add_note(note)
+                    raise
+                cancelled = asyncio.CancelledError()
+                cancelled.add_note(note)
+                raise cancelled from error
             finally:
                 self._forget(frame, task)
             if hooks:  # the transaction is gone: what they start is on its own

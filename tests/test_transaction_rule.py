@@ -26,6 +26,7 @@ from django.test import AsyncClient, AsyncRequestFactory, TestCase
 from tandem import TransactionInThread, aatomic, await_, in_bridge, native
 from tests.app.models import Author, Counter
 from tests.db import long_query
+from tests.settings import TEST_DB
 
 production = pytest.mark.django_db(transaction=True)
 
@@ -288,6 +289,42 @@ async def test_cancelled_during_rollback_the_connection_is_left_clean():
     assert "rolled back" in str(cancelled.value.__notes__)
     assert not wrapper.in_atomic_block
     async with aatomic():  # the task goes on with a clean connection
+        await Author.objects.acreate(name="next")
+    assert await seen_from_outside() == ["next"]
+
+
+@production
+@pytest.mark.skipif(TEST_DB != "postgresql", reason="a COMMIT made slow by a deferred trigger: PostgreSQL")
+async def test_a_cancellation_waits_for_a_slow_commit_no_longer_than_the_grace(monkeypatch):
+    monkeypatch.setattr("tandem.transaction.COMMIT_GRACE", 0.3)
+
+    def slow_commits(install: bool):
+        with connections["default"].cursor() as cursor:
+            if install:
+                cursor.execute(
+                    "CREATE FUNCTION tandem_slow() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN PERFORM pg_sleep(60); RETURN NULL; END $$"
+                )
+                cursor.execute(
+                    "CREATE CONSTRAINT TRIGGER tandem_slow AFTER INSERT ON app_author "
+                    "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION tandem_slow()"
+                )
+            else:
+                cursor.execute("DROP TRIGGER tandem_slow ON app_author")
+                cursor.execute("DROP FUNCTION tandem_slow()")
+
+    await native(slow_commits)(True)
+    try:
+        with pytest.raises(asyncio.CancelledError) as cancelled:
+            async with aatomic():
+                await Author.objects.acreate(name="never committed")
+                await native(_cancel_when_committing(asyncio.current_task()))()
+    finally:
+        await native(slow_commits)(False)
+    assert "whether it committed is unknown" in str(cancelled.value.__notes__)
+    # The COMMIT was cancelled on the server, not left to finish in 60 s.
+    assert await seen_from_outside() == []
+    async with aatomic():  # the task's next block gets a clean connection
         await Author.objects.acreate(name="next")
     assert await seen_from_outside() == ["next"]
 
