@@ -27,7 +27,7 @@ from asgiref.sync import sync_to_async
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tandem.bridge import await_, native, set_blocking_watch
-from tandem.handlers.blocking import clock as blocking_clock
+from tandem.bridge.blocking import clock as blocking_clock
 
 
 def noop():

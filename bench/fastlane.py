@@ -71,7 +71,8 @@ def fast_lane(on: bool) -> None:
     """Switch the fast lane for the process (as ``override_settings`` would)."""
     from django.conf import settings
 
-    from tandem import conf, fastlane
+    from tandem import conf
+    from tandem.db.fastlane import get as fastlane
 
     settings.TANDEM_FAST_LANE = on
     conf.forget("TANDEM_FAST_LANE")

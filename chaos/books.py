@@ -195,7 +195,7 @@ async def _settle(until: Callable[[], Awaitable[bool]], seconds: float = SETTLE_
 
 async def balance(run: Run) -> None:
     """The books at the end of a scenario, on its loop: everything back, nothing open."""
-    from tandem.pool import loop_pools
+    from tandem.db.pool import loop_pools
 
     tally = run.tally
     me = asyncio.current_task()

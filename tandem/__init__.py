@@ -27,7 +27,7 @@ def __getattr__(name: str):
 
         return aatomic
     if name in ("TransactionEnded", "TransactionInThread"):
-        from tandem import scope
+        from tandem.db import scope
 
         return getattr(scope, name)
     raise AttributeError(f"module 'tandem' has no attribute {name!r}")

@@ -8,7 +8,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
 from tandem import conf
-from tandem.pool import PoolOptions
+from tandem.db.pool import PoolOptions
 
 
 def _tandem_aliases() -> list[str]:
@@ -24,7 +24,7 @@ def check_tandem_configuration(app_configs=None, **kwargs) -> list[CheckMessage]
     """The app needs a tandem ENGINE, and pool options must be valid.
 
     The reverse mistake - a tandem ENGINE without the app - is reported by the
-    backend itself (``tandem.E001``, see ``missing_app_error``): without the
+    backend itself (``tandem.E001``, see ``tandem.db.backends.base``): without the
     app nothing registers this function.
     """
     errors = []
@@ -57,23 +57,3 @@ def check_tandem_configuration(app_configs=None, **kwargs) -> list[CheckMessage]
         except ImproperlyConfigured as exc:
             errors.append(Error(str(exc), id="tandem.E003"))
     return errors
-
-
-def missing_app_error(alias: str) -> Error | None:
-    """``tandem.E001`` if ``alias`` uses a tandem ENGINE but tandem was never activated.
-
-    Activation (``TandemConfig.ready``) is what the check is about, not the app
-    registry of the moment: ``override_settings(INSTALLED_APPS=...)`` in a test
-    changes the registry, but tandem's hooks stay installed and the ORM stays
-    native, so that is no error.
-    """
-    from tandem import patches
-
-    if "core" in patches.installed():
-        return None
-    return Error(
-        f"DATABASES[{alias!r}] uses a tandem ENGINE but 'tandem' is not in INSTALLED_APPS: "
-        "its async ORM calls run in threads, as with a stock backend.",
-        hint="Add 'tandem' to INSTALLED_APPS so Django's async ORM runs natively.",
-        id="tandem.E001",
-    )

@@ -4,18 +4,31 @@ Every value is read from ``django.conf.settings`` on first use and kept
 until a ``setting_changed`` signal (``override_settings`` in tests) names a
 ``TANDEM_*`` setting. A bad value raises ``ImproperlyConfigured`` naming the
 setting; ``tandem.checks`` reports the same at startup.
+
+This module imports nothing of tandem: every other layer may read it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-__all__ = ["blocking_warning_seconds", "fast_lane", "request_path", "sync_views", "thread_middleware"]
+__all__ = [
+    "blocking_warning_seconds",
+    "fast_lane",
+    "forget",
+    "request_path",
+    "subscribe",
+    "sync_views",
+    "thread_middleware",
+    "validate",
+]
 
 _cache: dict[str, Any] = {}
+_subscribers: list[Callable[[str], None]] = []
 
 
 def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -102,15 +115,19 @@ def validate() -> list[str]:
     return errors
 
 
+def subscribe(callback: Callable[[str], None]) -> None:
+    """Call ``callback(setting)`` after each change of a ``TANDEM_*`` setting (idempotent).
+
+    How the modules that act on a setting hear of its change, so that this
+    module imports nothing of tandem.
+    """
+    if callback not in _subscribers:
+        _subscribers.append(callback)
+
+
 def forget(setting: str = "", **kwargs: Any) -> None:
-    """Drop a cached value (connected to ``setting_changed``)."""
+    """Drop a cached value and tell the subscribers (connected to ``setting_changed``)."""
     if setting.startswith("TANDEM_"):
         _cache.pop(setting, None)
-        if setting == "TANDEM_BLOCKING_WARNING_MS":
-            from tandem import bridge
-            from tandem.handlers import blocking
-
-            try:
-                blocking.install()
-            except ImproperlyConfigured:
-                bridge.set_blocking_watch(None)  # reading the setting raises: checks say so
+        for callback in _subscribers:
+            callback(setting)

@@ -24,7 +24,7 @@ from asgiref.sync import sync_to_async
 from django.db import router
 
 from tandem.bridge import call_native
-from tandem.scope import is_tandem_alias
+from tandem.db.scope import is_tandem_alias
 
 __all__ = ["afull_clean", "ais_valid", "asave"]
 

@@ -16,7 +16,7 @@ started inside it gets ``TransactionInThread`` (thread-sensitive
 ``sync_to_async`` is no thread here: it runs in the bridge and joins).
 
 Cancellation is an outcome like an exception: a query cancelled inside the
-block marks it for rollback (``tandem.scope``); a cancellation that arrives
+block marks it for rollback (``tandem.db.scope``); a cancellation that arrives
 while the outermost block commits waits for the commit's answer (at most
 ``COMMIT_GRACE`` seconds), lets its ``on_commit`` callbacks run, and is
 raised after them, with a note that says whether the block committed.
@@ -40,7 +40,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import transaction as django_transaction
 
 from tandem.bridge import call_native, settling
-from tandem.scope import Shared, current_task, is_tandem_alias, test_connections, transactions
+from tandem.db.scope import Shared, current_task, is_tandem_alias, test_connections, transactions
 
 __all__ = ["aatomic"]
 

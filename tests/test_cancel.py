@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from tandem import aatomic, native
-from tandem.pool import loop_pools
+from tandem.db.pool import loop_pools
 from tests.app.models import Author
 from tests.db import backend_pid, has_server, long_query, running_query
 

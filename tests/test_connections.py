@@ -8,7 +8,7 @@ from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from tandem import native
-from tandem.pool import loop_pools
+from tandem.db.pool import loop_pools
 from tests.app.models import Author
 from tests.db import backend_pid
 

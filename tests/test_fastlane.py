@@ -8,7 +8,8 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from tandem import fastlane, native
+from tandem import native
+from tandem.db.fastlane import get as fastlane
 from tests.app.models import Author, Book, Counter
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -20,8 +20,8 @@ import MySQLdb
 
 from tandem import aatomic, native
 from tandem.db.backends.mysql.driver import MySQLConnection
+from tandem.db.pool import loop_pools
 from tandem.db.threaded import current_thread_is_worker
-from tandem.pool import loop_pools
 from tests.app.models import Author
 from tests.db import alive, backend_pid, running_query, terminate
 

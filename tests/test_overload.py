@@ -18,8 +18,9 @@ from django.core.handlers.asgi import ASGIHandler
 from django.db import connections
 from django.test import override_settings
 
-from tandem import bridge, scope
-from tandem.pool import loop_pools
+from tandem.bridge import greenlets as bridge
+from tandem.db import scope
+from tandem.db.pool import loop_pools
 from tests.app import views
 from tests.db import TEST_DB, _admin_query
 

@@ -6,23 +6,18 @@ import sys
 from pathlib import Path
 
 from tandem import patches
-from tandem.scope import TaskConnections
+from tandem.db.scope import TaskConnections
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _current(patch):
-    return patches._lookup(patch.resolve_target(), patch.attribute)
 
 
 def test_every_registered_patch_is_in_place():
     # django.test is imported by the test run: the testing group is applied too.
     assert set(patches.installed()) == {"core", "guard", "testing"}
     for patch in patches.REGISTRY:
-        target = patch.resolve_target()
-        if (patch.optional and not hasattr(target, patch.attribute)) or patches._skipped(patch):
+        if not patches.applies(patch):
             continue
-        current = _current(patch)
+        current = patches.current(patch)
         if patch.wraps:  # the original, wrapped: the connections' storage, or a function
             assert isinstance(current, TaskConnections) or hasattr(current, "__wrapped__"), patch
         else:
@@ -60,7 +55,7 @@ def test_production_never_imports_django_test():
     assert out.splitlines() == [
         # SyncToAsync.__call__ is tandem's in production too: inside an aatomic
         # block thread-sensitive calls join it.
-        "False ['core', 'guard'] tandem.activate",
+        "False ['core', 'guard'] tandem.db.routing",
         "['core', 'guard', 'testing'] tandem.testing",
     ]
 

@@ -11,7 +11,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from tandem import native
-from tandem.pool import PoolOptions, PoolTimeout, loop_pools
+from tandem.db.pool import PoolOptions, PoolTimeout, loop_pools
 from tests.db import alive, backend_pid, has_server, terminate
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "small", "checked"])

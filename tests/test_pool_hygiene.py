@@ -17,7 +17,7 @@ import pytest
 from django.db import connections
 
 from tandem import native
-from tandem.pool import loop_pools
+from tandem.db.pool import loop_pools
 from tests.app.models import Author
 from tests.db import backend_pid
 from tests.settings import TEST_DB

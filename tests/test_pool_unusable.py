@@ -19,7 +19,7 @@ import pytest
 from django.db import OperationalError, close_old_connections
 
 from tandem import native
-from tandem.pool import loop_pools
+from tandem.db.pool import loop_pools
 from tests.db import alive, backend_pid, has_server, terminate
 
 pytestmark = [

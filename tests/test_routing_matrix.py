@@ -21,7 +21,7 @@ from django.db import connections
 from django.test import override_settings
 
 from tandem import TransactionInThread, aatomic, in_bridge
-from tandem.scope import is_tandem_alias
+from tandem.db.scope import is_tandem_alias
 from tests import recorder
 from tests.app.models import Author, Book, Category
 from tests.settings import TEST_DB

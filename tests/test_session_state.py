@@ -13,8 +13,8 @@ import pytest
 from django.db import connections
 
 from tandem import native
+from tandem.db.pool import loop_pools
 from tandem.db.session import may_change_session
-from tandem.pool import loop_pools
 from tests.db import backend_pid
 from tests.settings import TEST_DB
 

@@ -9,7 +9,8 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from tandem import fastlane, shapes
+from tandem.db.fastlane import get as fastlane
+from tandem.db.fastlane import queries as shapes
 from tests.app.models import Author, Book
 
 pytestmark = pytest.mark.django_db(transaction=True)

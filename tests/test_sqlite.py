@@ -25,7 +25,7 @@ if connections["default"].vendor != "sqlite":
 from tandem import aatomic, native
 from tandem.db.backends.sqlite3.base import DatabaseWrapper
 from tandem.db.backends.sqlite3.driver import SQLiteConnection
-from tandem.pool import loop_pools
+from tandem.db.pool import loop_pools
 from tests import db  # noqa: F401 - registers tandem_sleep() on every SQLite connection
 from tests.app.models import Author, Counter
 
@@ -448,7 +448,7 @@ def test_user_options_override_the_defaults(tmp_path):
 def test_a_private_in_memory_database_is_refused_to_tasks(tmp_path):
     wrapper = _standalone(tmp_path)
     wrapper.settings_dict["NAME"] = ":memory:"
-    wrapper.task_owned = True  # as tandem.scope marks a task's wrapper
+    wrapper.task_owned = True  # as tandem.db.scope marks a task's wrapper
     with pytest.raises(ImproperlyConfigured, match="separate, empty database"):
         wrapper.get_new_connection(wrapper.get_connection_params())
 

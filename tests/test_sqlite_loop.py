@@ -34,7 +34,7 @@ from tandem.bridge import await_
 from tandem.db.backends.sqlite3 import driver
 from tandem.db.backends.sqlite3.base import DatabaseWrapper
 from tandem.db.backends.sqlite3.driver import READ, SAVEPOINT, WRITE, statement_kind
-from tandem.pool import loop_pools
+from tandem.db.pool import loop_pools
 from tests import db  # registers tandem_sleep() on every SQLite connection
 from tests.app.models import Author, Counter
 from tests.watchdog import longest_stall

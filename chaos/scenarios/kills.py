@@ -41,7 +41,7 @@ from django.db.models import Count
 
 from chaos.app.models import Pair
 from chaos.books import Hung, Run
-from tandem.pool import loop_pools
+from tandem.db.pool import loop_pools
 
 REQUESTS, QUICK_REQUESTS = 4000, 400  # with 200 in flight; a quarter as many with 10
 IN_FLIGHT, LIGHT_IN_FLIGHT = 200, 10

@@ -146,7 +146,7 @@ def _judge(run: Run, outcomes: list[Outcome], down: float, up: float, timeouts: 
     slowest_in_outage = 0.0
     for o in outcomes:
         ok = o.status == 200
-        clear = o.status == 503 and o.error.startswith(("django.db.", "tandem.pool.PoolTimeout"))
+        clear = o.status == 503 and o.error.startswith(("django.db.", "tandem.db.pool.PoolTimeout"))
         if o.ended <= down:
             phase = "before"
             if not ok:

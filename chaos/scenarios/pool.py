@@ -4,7 +4,7 @@
 ``aatomic`` for a while; the pool's ``timeout`` is 0.5 s. Twice: once holding
 longer than the timeout (5 tasks are served, 45 wait), once holding 0.2 s (the
 waiters are served in waves of 5, three waves fit in the timeout). Every
-waiter that is not served must get ``tandem.pool.PoolTimeout``, naming the
+waiter that is not served must get ``tandem.db.pool.PoolTimeout``, naming the
 alias and the pool's size, at the timeout ±10 % of its own wait; the ones
 served must be the first in line (first come, first served); none may hang.
 
@@ -26,7 +26,7 @@ from django.conf import settings
 from chaos.books import Hung, Run
 from chaos.scenarios.common import error_kind, touch
 from tandem import aatomic, native
-from tandem.pool import PoolTimeout, loop_pools
+from tandem.db.pool import PoolTimeout, loop_pools
 
 TASKS = 50  # 10x the pool
 TOLERANCE = 0.10  # a waiter's PoolTimeout comes at the timeout ±10 %

@@ -27,8 +27,8 @@ from typing import Any
 from asgiref.sync import sync_to_async as _stock_sync_to_async
 from django.db import router
 
+from tandem.db.scope import is_tandem_alias
 from tandem.handlers.placement import natively
-from tandem.scope import is_tandem_alias
 
 __all__ = ["cache_sync_to_async", "runs_natively"]
 

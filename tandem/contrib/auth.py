@@ -35,7 +35,7 @@ from django.db import router
 from django.views.decorators.debug import sensitive_variables
 
 from tandem.bridge import await_, call_native, in_bridge
-from tandem.scope import is_tandem_alias
+from tandem.db.scope import is_tandem_alias
 
 __all__ = ["aauthenticate", "acheck_password", "check_password", "hashing_sync_to_async", "make_password"]
 

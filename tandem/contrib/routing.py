@@ -17,9 +17,9 @@ from typing import Any
 from asgiref.sync import sync_to_async as _stock_sync_to_async
 from django.db import router
 
-from tandem.activate import routed_sync_to_async
+from tandem.db.routing import routed_sync_to_async
+from tandem.db.scope import is_tandem_alias
 from tandem.handlers.placement import natively
-from tandem.scope import is_tandem_alias
 
 __all__ = ["contrib_sync_to_async"]
 

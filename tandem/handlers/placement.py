@@ -176,7 +176,7 @@ def signal_sync_to_async(
     ``request_finished`` after a cancelled request waits for the sync view
     still running in that thread before the request body is closed.
     """
-    from tandem.activate import routed_sync_to_async
+    from tandem.db.routing import routed_sync_to_async
 
     if _joins_the_request_thread(func, thread_sensitive, executor):
         return _stock_sync_to_async(func, thread_sensitive=True)

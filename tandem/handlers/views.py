@@ -25,8 +25,8 @@ from django.db import connections
 
 from tandem import conf
 from tandem.bridge import in_bridge, native
+from tandem.db.scope import is_tandem_alias
 from tandem.handlers.placement import placement
-from tandem.scope import is_tandem_alias
 from tandem.transaction import aatomic
 
 _stock_make_view_atomic = BaseHandler.make_view_atomic

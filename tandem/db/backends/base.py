@@ -18,14 +18,16 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
+from django.core import checks
 from django.db.utils import DatabaseErrorWrapper
 from django.utils.functional import cached_property
 
+from tandem import patches
 from tandem.bridge import await_, in_bridge, native
 from tandem.db.guard import bridge_aware_guard, bridge_aware_guards
+from tandem.db.pool import Pool, PoolOptions, pool_for
+from tandem.db.scope import refuse_thread_in_block
 from tandem.db.session import watching
-from tandem.pool import Pool, PoolOptions, pool_for
-from tandem.scope import refuse_thread_in_block
 
 
 def bridgeable(wrapper_class: type) -> type:
@@ -87,7 +89,7 @@ class CancelAwareErrors(DatabaseErrorWrapper):
 
     Every statement, fetch, commit, rollback and connect of Django's passes
     through it, so a ``CancelledError`` seen here interrupted database I/O:
-    the wrapper's transaction may be broken (``tandem.scope`` marks an
+    the wrapper's transaction may be broken (``tandem.db.scope`` marks an
     ``aatomic`` block for rollback), where a cancelled cache call or sleep
     leaves it as it was.
     """
@@ -101,12 +103,12 @@ class CancelAwareErrors(DatabaseErrorWrapper):
 class TandemWrapperMixin(_WrapperBase):
     """Mixed in before a ``bridgeable()`` Django wrapper by each tandem backend."""
 
-    # Set by tandem.scope when the wrapper is stored for an asyncio task.
+    # Set by tandem.db.scope when the wrapper is stored for an asyncio task.
     task_owned = False
     # A cancellation interrupted this wrapper's database I/O (CancelAwareErrors).
     io_cancelled = False
     # (atomic level, CancelledError) of a block marked for rollback by a
-    # cancellation (tandem.scope.mark_blocks_for_rollback); its exit raises.
+    # cancellation (tandem.db.scope.mark_blocks_for_rollback); its exit raises.
     cancel_mark: tuple[int, BaseException] | None = None
     # Open server-side cursors: they live on the connection, so it stays.
     pinned_cursors = 0
@@ -298,7 +300,7 @@ class TandemWrapperMixin(_WrapperBase):
         Between units of work a tandem wrapper holds no connection by design:
         the next unit takes one. (``CaptureQueriesContext`` calls this.) In
         a thread started inside an ``aatomic`` block of this alias, refused:
-        see ``tandem.scope.refuse_thread_in_block``.
+        see ``tandem.db.scope.refuse_thread_in_block``.
         """
         if asyncio._get_running_loop() is None:
             refuse_thread_in_block(self.alias)
@@ -401,8 +403,24 @@ class TandemValidationMixin(_ValidationBase):
 
     def check(self, **kwargs):
         """Django's backend checks plus ``tandem.E001``."""
-        from tandem.checks import missing_app_error
-
         issues = super().check(**kwargs)
         error = missing_app_error(self.connection.alias)
         return [*issues, error] if error else issues
+
+
+def missing_app_error(alias: str) -> checks.CheckMessage | None:
+    """``tandem.E001`` if ``alias`` uses a tandem ENGINE but tandem was never activated.
+
+    Activation (``TandemConfig.ready``) is what the check is about, not the app
+    registry of the moment: ``override_settings(INSTALLED_APPS=...)`` in a test
+    changes the registry, but tandem's hooks stay installed and the ORM stays
+    native, so that is no error.
+    """
+    if "core" in patches.installed():
+        return None
+    return checks.Error(
+        f"DATABASES[{alias!r}] uses a tandem ENGINE but 'tandem' is not in INSTALLED_APPS: "
+        "its async ORM calls run in threads, as with a stock backend.",
+        hint="Add 'tandem' to INSTALLED_APPS so Django's async ORM runs natively.",
+        id="tandem.E001",
+    )

@@ -36,7 +36,7 @@ from django.core.mail.backends import smtp
 from django.core.mail.utils import DNS_NAME
 
 from tandem.bridge import await_, current_bridge, in_bridge
-from tandem.lock import BridgeLock
+from tandem.bridge.locks import BridgeLock
 from tandem.mail.streams import StreamSocket
 
 __all__ = ["SMTP", "SMTP_SSL", "EmailBackend"]

@@ -18,7 +18,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.waiting import Ready, Wait
 
 from tandem.bridge import await_, in_bridge
-from tandem.lock import BridgeLock
+from tandem.bridge.locks import BridgeLock
 
 logger = logging.getLogger("tandem.db.backends.postgresql")
 

@@ -30,7 +30,10 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from tandem import bridge, conf
+from django.core.exceptions import ImproperlyConfigured
+
+from tandem import conf
+from tandem.bridge import greenlets as bridge
 
 __all__ = ["install", "report"]
 
@@ -96,7 +99,8 @@ clock = _GarbageCollectorClock()
 
 
 def install() -> None:
-    """Watch the bridge with the configured threshold (re-run when it changes)."""
+    """Watch the bridge with the configured threshold (again whenever it changes)."""
+    conf.subscribe(_setting_changed)
     threshold = conf.blocking_warning_seconds()
     watching = threshold is not None
     if watching and clock.on_collection not in gc.callbacks:
@@ -104,3 +108,11 @@ def install() -> None:
     elif not watching and clock.on_collection in gc.callbacks:
         gc.callbacks.remove(clock.on_collection)
     bridge.set_blocking_watch(threshold, report, clock)
+
+
+def _setting_changed(setting: str) -> None:
+    if setting == "TANDEM_BLOCKING_WARNING_MS":
+        try:
+            install()
+        except ImproperlyConfigured:
+            bridge.set_blocking_watch(None)  # reading the setting raises: checks say so

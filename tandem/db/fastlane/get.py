@@ -99,7 +99,7 @@ _plans: weakref.WeakKeyDictionary[type, dict[tuple, _Plan | None]] = weakref.Wea
 
 def forget(**kwargs: Any) -> None:
     """Drop every plan (connected to ``setting_changed``; schema editors call it too)."""
-    from tandem import shapes
+    from tandem.db.fastlane import queries as shapes
 
     _plans.clear()
     shapes.forget()

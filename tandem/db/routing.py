@@ -1,4 +1,4 @@
-"""Make Django's own async API native for aliases on tandem backends.
+"""Where Django's async ORM calls run: natively for tandem aliases, in threads for the rest.
 
 Django's ``a*`` methods (``QuerySet.aget``, ``Model.asave``, related managers,
 ``aprefetch_related_objects``, ``AsyncPaginator``, ...) all end in
@@ -21,7 +21,13 @@ from django.db.models import Model, QuerySet
 from django.db.models.manager import BaseManager
 
 from tandem.bridge import await_, call_native, in_bridge
-from tandem.scope import every_alias_tandem, in_any_block, is_tandem_alias, lend_connections, test_connections
+from tandem.db.scope import (
+    every_alias_tandem,
+    in_any_block,
+    is_tandem_alias,
+    lend_connections,
+    test_connections,
+)
 
 _stock_sync_to_async = asgiref_sync.sync_to_async
 _stock_sync_to_async_call = asgiref_sync.SyncToAsync.__call__
@@ -149,19 +155,3 @@ def bridged_async_to_sync_call(self: asgiref_sync.AsyncToSync, *args: Any, **kwa
         with lend_connections():
             return await_(self.awaitable(*args, **kwargs))
     return _stock_async_to_sync_call(self, *args, **kwargs)
-
-
-def install() -> None:
-    """Activate tandem for the process (called from ``TandemConfig.ready``)."""
-    from django.core.signals import setting_changed
-
-    from tandem import conf, fastlane, patches, scope
-    from tandem.handlers import blocking
-
-    setting_changed.connect(conf.forget)
-    setting_changed.connect(fastlane.forget)
-    scope.install()
-    patches.install("guard")
-    patches.install("core")
-    patches.when_imported("django.test", lambda: patches.install("testing"))
-    blocking.install()

@@ -12,7 +12,7 @@ import asyncio
 import threading
 from collections import deque
 
-from tandem.bridge import await_, in_bridge
+from tandem.bridge.greenlets import await_, in_bridge
 
 
 class BridgeLock:

@@ -29,8 +29,8 @@ from typing import Any
 
 from django.db import transaction as django_transaction
 
-from tandem.bridge import _settling, set_unit_hook
-from tandem.lock import TaskLock
+from tandem.bridge import current_settling, set_unit_hook
+from tandem.bridge.locks import TaskLock
 
 __all__ = ["Shared", "TransactionEnded", "TransactionInThread", "install", "is_tandem_alias"]
 
@@ -276,7 +276,7 @@ async def _unit_of_work(drive, fn, args, kwargs):
     task: asyncio.Task = current_task()  # type: ignore[assignment]  # native() is awaited in a task
     depth = _unit_depth.get(task, 0)
     held: list[TaskLock] = _locks_for_unit() if depth == 0 else []
-    settle = _settling.get()
+    settle = current_settling()
     taken = 0
     try:
         for lock in held:

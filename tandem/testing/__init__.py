@@ -54,7 +54,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.test import SimpleTestCase, TestCase
 
 from tandem.bridge import call_native, in_bridge
-from tandem.scope import Shared, current_task, is_tandem_alias, test_connections
+from tandem.db.scope import Shared, current_task, is_tandem_alias, test_connections
 
 _stock_enter_atomics = TestCase._enter_atomics.__func__
 _stock_rollback_atomics = TestCase._rollback_atomics.__func__

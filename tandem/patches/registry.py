@@ -1,39 +1,29 @@
-"""Every change tandem makes to Django and asgiref, in one registry.
+"""Every change tandem makes to Django and asgiref: the data.
 
 tandem runs Django's code as it is. Where it must change behaviour, it
 replaces one attribute at a narrow seam: a module's ``sync_to_async`` name,
 one method of a class, the storage behind ``django.db.connections``. Each of
 those replacements is a ``Patch`` in ``REGISTRY`` below, with the reason it
-exists; ``install()`` applies a group of them and remembers the original.
-``python -m tandem.patches`` prints the table that ``docs/reference.md``
-shows.
+exists. Replacements are named by dotted strings, so this module imports
+nothing of tandem; ``tandem.patches.apply`` applies them.
 
 Groups:
 
-* ``"core"``: applied by ``install("core")`` when the ``tandem`` app is ready.
+* ``"core"``: applied when the ``tandem`` app is ready (``tandem.apps``).
 * ``"guard"``: Django's async-safety check; applied with ``core`` and also
   by the first tandem backend class to be built (a backend can load before
   the app registry is ready).
 * ``"testing"``: hooks for Django's ``TestCase``; applied only once
-  ``django.test`` is imported, so production never imports it nor pays for
-  a wrapped ``SyncToAsync.__call__``.
-
-A replacement module keeps the original it wraps, captured when it is
-imported; ``install()`` imports a replacement before it sets it, so the
-captured value is always Django's own.
+  ``django.test`` is imported, so production never imports it.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.util
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["REGISTRY", "Patch", "install", "installed", "when_imported"]
+__all__ = ["REGISTRY", "Patch", "table"]
 
 
 @dataclass(frozen=True)
@@ -76,13 +66,13 @@ class Patch:
 
 
 _SYNC_TO_ASYNC = "sync_to_async"
-_ORM = "tandem.activate:routed_sync_to_async"
+_ORM = "tandem.db.routing:routed_sync_to_async"
 _HANDLER = "tandem.handlers.placement:handler_sync_to_async"
 _CONTRIB = "tandem.contrib.routing:contrib_sync_to_async"
 _HASHES_ON_LOOP = "tandem.contrib.auth:django_hashes_on_the_loop"
 
 REGISTRY: tuple[Patch, ...] = (
-    # -- the ORM's async API (tandem.activate) --------------------------------
+    # -- the ORM's async API (tandem.db.routing) --------------------------------
     *(
         Patch("core", module, _SYNC_TO_ASYNC, _ORM, "a* ORM methods run natively for tandem aliases")
         for module in (
@@ -111,30 +101,30 @@ REGISTRY: tuple[Patch, ...] = (
         "core",
         "asgiref.sync:SyncToAsync",
         "__call__",
-        "tandem.activate:block_aware_sync_to_async_call",
+        "tandem.db.routing:block_aware_sync_to_async_call",
         "thread-sensitive sync_to_async inside an aatomic block joins it, in the bridge",
     ),
     Patch(
         "core",
         "asgiref.sync:AsyncToSync",
         "__call__",
-        "tandem.activate:bridged_async_to_sync_call",
+        "tandem.db.routing:bridged_async_to_sync_call",
         "async_to_sync() inside the bridge awaits on the running loop",
     ),
     Patch(
         "core",
         "django.db:connections",
         "_connections",
-        "tandem.scope:TaskConnections",
+        "tandem.db.scope:TaskConnections",
         "connections of tandem aliases are owned by asyncio tasks",
         wraps=True,
     ),
-    # -- the ORM fast lane (tandem.fastlane) -------------------------------------
+    # -- the ORM fast lane (tandem.db.fastlane.get) -------------------------------------
     Patch(
         "core",
         "django.db.models.query:QuerySet",
         "get",
-        "tandem.fastlane:get",
+        "tandem.db.fastlane.get:get",
         "get() by exact values reuses the SQL compiled for its shape (TANDEM_FAST_LANE)",
         wraps=True,
     ),
@@ -142,7 +132,7 @@ REGISTRY: tuple[Patch, ...] = (
         "core",
         "django.db.models.query:QuerySet",
         "filter",
-        "tandem.shapes:filter",
+        "tandem.db.fastlane.queries:filter",
         "filter() by exact or compared values reuses the query built for its shape (TANDEM_FAST_LANE)",
         wraps=True,
     ),
@@ -150,7 +140,7 @@ REGISTRY: tuple[Patch, ...] = (
         "core",
         "django.db.models.sql.compiler:SQLCompiler",
         "as_sql",
-        "tandem.shapes:as_sql",
+        "tandem.db.fastlane.queries:as_sql",
         "a one-table query of simple lookups reuses the SQL compiled for its shape (TANDEM_FAST_LANE)",
         wraps=True,
     ),
@@ -158,7 +148,7 @@ REGISTRY: tuple[Patch, ...] = (
         "core",
         "django.db.backends.base.schema:BaseDatabaseSchemaEditor",
         "__exit__",
-        "tandem.fastlane:schema_editor_exit",
+        "tandem.db.fastlane.get:schema_editor_exit",
         "a finished schema edit ends the fast lane's compiled shapes",
         wraps=True,
     ),
@@ -360,103 +350,12 @@ REGISTRY: tuple[Patch, ...] = (
     ),
 )
 
-# (group) -> [(target object, attribute, original)], in the order applied.
-_applied: dict[str, list[tuple[Any, str, Any]]] = {}
 
-
-def _skipped(patch: Patch) -> bool:
-    """True if ``patch`` does not apply here: its app is not installed, or its predicate says no."""
-    if patch.target.startswith("django.contrib."):
-        from django.apps import apps
-
-        if not apps.is_installed(".".join(patch.target.split(":")[0].split(".")[:3])):
-            return True
-    if patch.when is not None:
-        module_name, _, name = patch.when.partition(":")
-        return not getattr(importlib.import_module(module_name), name)()
-    return False
-
-
-def install(group: str) -> None:
-    """Apply every patch of ``group`` (idempotent)."""
-    if group in _applied:
-        return
-    done = _applied[group] = []
-    for patch in REGISTRY:
-        if patch.group != group or _skipped(patch):
-            continue
-        replacement = patch.resolve_replacement()
-        target = patch.resolve_target()
-        if patch.optional and not hasattr(target, patch.attribute):
-            continue
-        if patch.adds:
-            if hasattr(target, patch.attribute):
-                continue  # Django has its own now: leave it
-            setattr(target, patch.attribute, replacement)
-            done.append((target, patch.attribute, None))
-            continue
-        original = _lookup(target, patch.attribute)
-        if patch.wraps:
-            replacement = replacement(original)
-        setattr(target, patch.attribute, replacement)
-        done.append((target, patch.attribute, original))
-
-
-def _lookup(target: Any, attribute: str) -> Any:
-    # A class's own attribute, unbound (a classmethod stays a classmethod).
-    if isinstance(target, type):
-        for klass in target.__mro__:
-            if attribute in klass.__dict__:
-                return klass.__dict__[attribute]
-    return getattr(target, attribute)
-
-
-def installed() -> dict[str, list[tuple[Any, str, Any]]]:
-    """What ``install()`` replaced: per group, (target, attribute, original)."""
-    return _applied
-
-
-class _AfterImport(importlib.abc.MetaPathFinder):
-    """Calls a function right after a module has been imported."""
-
-    def __init__(self, name: str, callback: Callable[[], None]) -> None:
-        self.name = name
-        self.callback = callback
-
-    def find_spec(self, fullname, path, target=None):
-        if fullname != self.name:
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
-        if spec is None or spec.loader is None:
-            return spec
-        exec_module = spec.loader.exec_module
-        callback = self.callback
-
-        def exec_then_call(module):
-            exec_module(module)
-            callback()
-
-        spec.loader.exec_module = exec_then_call  # type: ignore[method-assign]  # run callbacks once the module is loaded
-        return spec
-
-
-def when_imported(name: str, callback: Callable[[], None]) -> None:
-    """Call ``callback()`` once module ``name`` is imported (now if it is)."""
-    if name in sys.modules:
-        callback()
-    else:
-        sys.meta_path.insert(0, _AfterImport(name, callback))
-
-
-def _table() -> str:
+def table() -> str:
+    """The registry as the Markdown table ``docs/reference.md`` shows."""
     rows = ["| group | target | attribute | replaced by | why |", "|---|---|---|---|---|"]
     for p in REGISTRY:
         target = p.target.replace(":", ".")
         why = p.why + (f" (only where `{p.when}()`)" if p.when else "")
         rows.append(f"| {p.group} | `{target}` | `{p.attribute}` | `{p.replacement}` | {why} |")
     return "\n".join(rows)
-
-
-if __name__ == "__main__":
-    print(_table())

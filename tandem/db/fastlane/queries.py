@@ -1,6 +1,6 @@
 """The fast lane for querysets: ``filter()`` and the SQL built once per shape.
 
-``tandem.fastlane`` serves ``get()`` whole. A page of a list view is a
+``tandem.db.fastlane.get`` serves ``get()`` whole. A page of a list view is a
 longer chain, ``Book.objects.filter(author_id=a).order_by("pk")
 .values("id", "title")[:20]``, and two of its steps redo, on every request,
 work that only depends on the query's *shape* (the model, the fields and
@@ -27,7 +27,7 @@ Django's lane. When a shape is learned, the parameters computed this way
 are compared with the compiler's; a shape where they differ (a boolean
 lookup compiled without a parameter, say) never takes the fast lane.
 
-Entries end as ``tandem.fastlane``'s do: when a setting changes, a schema
+Entries end as ``tandem.db.fastlane.get``'s do: when a setting changes, a schema
 editor finishes, or the model's fields or table change. At most
 ``MAX_SHAPES`` shapes are kept per model (a paginator's offsets make one
 shape per page); past that, new shapes take Django's lane.
@@ -47,7 +47,7 @@ from django.db.models.sql.datastructures import BaseTable
 from django.db.models.sql.where import AND
 
 from tandem import conf
-from tandem.fastlane import SIMPLE_VALUES, plain
+from tandem.db.fastlane.get import SIMPLE_VALUES, plain
 
 __all__ = ["MAX_SHAPES", "as_sql", "filter", "forget"]
 
@@ -118,7 +118,7 @@ _compiled: weakref.WeakKeyDictionary[type, dict[tuple, _Compiled | None]] = weak
 
 
 def forget() -> None:
-    """Drop every learned shape (``tandem.fastlane.forget`` calls it)."""
+    """Drop every learned shape (``tandem.db.fastlane.get.forget`` calls it)."""
     _filters.clear()
     _compiled.clear()
 

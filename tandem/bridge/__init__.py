@@ -1,0 +1,45 @@
+"""The bridge layer: synchronous code on the event loop, its waits turned into awaits.
+
+What is here knows nothing of databases, Django's ORM or requests:
+
+* ``greenlets``: ``native()``, ``await_()``, ``in_bridge()``: the greenlet
+  bridge itself, and the hooks other layers set (a unit of work's brackets,
+  the blocking watch);
+* ``settling``: work that must reach its outcome although its task was
+  cancelled (a COMMIT in flight);
+* ``locks``: ``BridgeLock`` and ``TaskLock``, and ``Waiters``, the one way a
+  waiting task is handed what it waits for;
+* ``placing``: the one decision "run this sync callable natively, or in a
+  thread", and ``is_async_callable``;
+* ``blocking``: the detector that names code holding the loop.
+
+It may import ``tandem.conf`` and nothing else of tandem.
+"""
+
+from tandem.bridge.greenlets import (
+    MAX_IDLE_BRIDGES,
+    OutsideBridgeError,
+    await_,
+    call_native,
+    current_bridge,
+    in_bridge,
+    native,
+    set_blocking_watch,
+    set_unit_hook,
+)
+from tandem.bridge.settling import Settling, current_settling, settling
+
+__all__ = [
+    "MAX_IDLE_BRIDGES",
+    "OutsideBridgeError",
+    "Settling",
+    "await_",
+    "call_native",
+    "current_bridge",
+    "current_settling",
+    "in_bridge",
+    "native",
+    "set_blocking_watch",
+    "set_unit_hook",
+    "settling",
+]
