@@ -46,7 +46,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -537,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     document = {
         "benchmark": "mysql-drivers",
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine_info(server),
         "config": {"rounds": args.rounds, "queries": args.queries, "query": QUERY, "tasks": PARALLEL_TASKS},
         "results": summary,

@@ -47,7 +47,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -549,7 +549,7 @@ def git_commit() -> str | None:
 def save_results(document: dict[str, Any], name: str, quick: bool) -> Path:
     """Write ``orm-<name>-...-<UTC time>.json``; full runs also refresh ``orm-<name>-latest.json``."""
     info = document["machine"]
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     python = ".".join(info["python"].split(".")[:2])
     filename = f"orm-{name}-py{python}-django{info['django']}-{stamp}{'-quick' if quick else ''}.json"
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -574,7 +574,7 @@ def display_path(path: Path) -> str:
 
 def run_all(args: argparse.Namespace) -> int:
     """Each database in a subprocess of this script, then one table of them all."""
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     documents: dict[str, dict[str, Any]] = {}
     failed = []
     with tempfile.TemporaryDirectory(prefix="tandem-bench-") as scratch:
@@ -595,7 +595,7 @@ def run_all(args: argparse.Namespace) -> int:
         combined = {
             "benchmark": "orm-all",
             "started": started.isoformat(),
-            "finished": datetime.now(timezone.utc).isoformat(),
+            "finished": datetime.now(UTC).isoformat(),
             "machine": common_machine_info(documents),
             "failed": failed,
             "databases": documents,
@@ -687,7 +687,7 @@ def run_one(args: argparse.Namespace, server: dict[str, Any]) -> int:
         f"{args.rounds} rounds x {args.iterations} iterations, {info['nproc']} cores",
         flush=True,
     )
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     raw = asyncio.run(run_rounds(workload.OPERATIONS, fixture, args))
     rows = summarize(workload.OPERATIONS, raw)
     targets = check_targets(rows)
@@ -695,7 +695,7 @@ def run_one(args: argparse.Namespace, server: dict[str, Any]) -> int:
     document = {
         "benchmark": "orm",
         "started": started.isoformat(),
-        "finished": datetime.now(timezone.utc).isoformat(),
+        "finished": datetime.now(UTC).isoformat(),
         "machine": info,
         "config": {
             "rounds": args.rounds,

@@ -45,7 +45,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -343,7 +343,7 @@ def machine() -> dict[str, Any]:
         "sqlite": sqlite3.sqlite_version,
         "commit": commit,
         "cpus": __import__("os").cpu_count(),
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -385,7 +385,7 @@ def main(argv: list[str] | None = None) -> None:
 def save(results: dict[str, Any], quick: bool) -> None:
     """Write ``sqlite-hop-py<X.Y>-django<version>-<UTC time>.json``; full runs also the latest."""
     info = results["machine"]
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     python = ".".join(info["python"].split(".")[:2])
     name = f"sqlite-hop-py{python}-django{info['django']}-{stamp}{'-quick' if quick else ''}.json"
     text = json.dumps(results, indent=2) + "\n"

@@ -20,7 +20,7 @@ import copy
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from asgiref.sync import sync_to_async
 from benchapp.models import Author, Book
@@ -78,7 +78,7 @@ def _seed(alias: str) -> Fixture:
     authors = Author.objects.using(alias).bulk_create(
         Author(name=f"Author {i}", email=f"author{i}@example.com") for i in range(AUTHORS + 1)
     )
-    start = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2000, 1, 1, tzinfo=UTC)
     Book.objects.using(alias).bulk_create(
         Book(title=f"Book {a}-{b}", author=author, pages=100 + b, published=start + timedelta(days=a * b))
         for a, author in enumerate(authors[:AUTHORS])

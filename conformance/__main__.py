@@ -29,7 +29,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import django
@@ -156,7 +156,7 @@ def _end_sessions(db: str, mode: str) -> None:
 
 def run_id() -> str:
     """This run's name in its files: when it started (UTC, so names sort by time), and its pid."""
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{os.getpid()}"
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}"
 
 
 def run_mode(tests: Path, db: str, mode: str, apps: list[str], args, run: str | None = None) -> Run:
@@ -378,7 +378,7 @@ def write_report(path: Path, meta: dict, reports: dict, merge: bool) -> None:
 
 
 def _write_report(path: Path, meta: dict, reports: dict, merge: bool) -> None:
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     data = {**meta, "databases": {}}
     if merge and path.exists():
         try:

@@ -14,7 +14,7 @@ import argparse
 import asyncio
 import email
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email import policy
 from pathlib import Path
 
@@ -33,7 +33,7 @@ class Sink:
         message = email.message_from_bytes(envelope.original_content, policy=policy.default)
         body = message.get_body(preferencelist=("plain",))
         record = {
-            "received": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "received": datetime.now(UTC).isoformat(timespec="seconds"),
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
             "from": str(message["From"] or ""),

@@ -20,10 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.db import router
 
-from tandem.bridge import call_native
+from tandem.bridge.placing import placed
 from tandem.db.scope import is_tandem_alias
 
 __all__ = ["afull_clean", "ais_valid", "asave"]
@@ -37,9 +36,8 @@ def _model_of(obj: Any) -> Any:
 
 async def _run(obj: Any, method: Callable[..., Any], *args: Any) -> Any:
     model = _model_of(obj)
-    if model is not None and not is_tandem_alias(router.db_for_write(model)):
-        return await sync_to_async(method)(*args)
-    return await call_native(method, *args)
+    on_loop = model is None or is_tandem_alias(router.db_for_write(model))
+    return await placed(method, on_loop)(*args)
 
 
 async def ais_valid(self) -> bool:

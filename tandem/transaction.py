@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import weakref
 from collections.abc import Callable
 from contextvars import Token
@@ -39,7 +38,7 @@ from typing import Any, TypeVar
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import transaction as django_transaction
 
-from tandem.bridge import call_native, settling
+from tandem.bridge import call_native, is_async_callable, settling
 from tandem.db.scope import Shared, current_task, is_tandem_alias, test_connections, transactions
 
 __all__ = ["aatomic"]
@@ -226,7 +225,7 @@ class aatomic:  # noqa: N801 - named like Django's atomic
             frame.held.lock.release(task)
 
     def __call__(self, func: F) -> F:
-        if not inspect.iscoroutinefunction(func):
+        if not is_async_callable(func):
             raise TypeError(f"aatomic decorates async functions; {func!r} is not one. Use atomic().")
 
         @functools.wraps(func)

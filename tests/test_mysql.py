@@ -227,6 +227,25 @@ async def test_driver_level_calls_in_the_bridge():
     assert await native(backend_pid)()  # the connection is in order afterwards
 
 
+def _where_driver_methods_run() -> tuple[bool, bool, bool]:
+    """A driver method tandem has never heard of, and one it knows reads local state."""
+    connection.ensure_connection()
+    raw_conn = connection.connection
+    raw_conn.raw.tandem_probe = current_thread_is_worker  # as a new mysqlclient might add one
+    try:
+        unknown = raw_conn.tandem_probe()
+    finally:
+        raw_conn.raw.tandem_probe = None  # mysqlclient refuses to delete it
+    return unknown, current_thread_is_worker(), raw_conn.thread_id() == backend_pid()
+
+
+async def test_driver_methods_tandem_does_not_know_run_on_the_worker():
+    # Fails closed: only methods known to read local state run on the loop thread.
+    unknown_on_worker, caller_on_worker, local_answers = await native(_where_driver_methods_run)()
+    assert unknown_on_worker and not caller_on_worker
+    assert local_answers  # thread_id(), read locally, is the server's id of the connection
+
+
 def _worker_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name.startswith("tandem-db")}
 

@@ -56,7 +56,7 @@ def test_production_never_imports_django_test():
         # SyncToAsync.__call__ is tandem's in production too: inside an aatomic
         # block thread-sensitive calls join it.
         "False ['core', 'guard'] tandem.db.routing",
-        "['core', 'guard', 'testing'] tandem.testing",
+        "['core', 'guard', 'testing'] tandem.testing.transactions",
     ]
 
 

@@ -52,7 +52,7 @@ async def test_pg_version_probe_connects_from_inside_the_bridge():
 
 async def test_timezone_aware_datetimes_round_trip():
     author = await Author.objects.acreate(name="tz")
-    moment = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    moment = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
     await Book.objects.acreate(title="t", author=author, published=moment)
     fetched = await Book.objects.aget(title="t")
     assert fetched.published == moment and fetched.published.tzinfo is not None

@@ -26,7 +26,6 @@ import asyncio
 import functools
 import json
 import socket
-import sys
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -96,10 +95,8 @@ async def _get(url: str) -> Any:
 
 async def get_json(url: str, timeout: float = TIMEOUT) -> Any:
     """GET ``url`` on a connection of its own; the JSON body. ``HTTPError`` unless 2xx."""
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(timeout):
-            return await _get(url)
-    return await asyncio.wait_for(_get(url), timeout)  # Python 3.10
+    async with asyncio.timeout(timeout):
+        return await _get(url)
 
 
 def get_json_sync(url: str, timeout: float = TIMEOUT) -> Any:

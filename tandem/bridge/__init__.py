@@ -10,12 +10,13 @@ What is here knows nothing of databases, Django's ORM or requests:
 * ``locks``: ``BridgeLock`` and ``TaskLock``, and ``Waiters``, the one way a
   waiting task is handed what it waits for;
 * ``placing``: the one decision "run this sync callable natively, or in a
-  thread", and ``is_async_callable``;
+  thread"; ``callables``: the one test "is this callable async?";
 * ``blocking``: the detector that names code holding the loop.
 
 It may import ``tandem.conf`` and nothing else of tandem.
 """
 
+from tandem.bridge.callables import is_async_callable
 from tandem.bridge.greenlets import (
     MAX_IDLE_BRIDGES,
     OutsideBridgeError,
@@ -38,6 +39,7 @@ __all__ = [
     "current_bridge",
     "current_settling",
     "in_bridge",
+    "is_async_callable",
     "native",
     "set_blocking_watch",
     "set_unit_hook",

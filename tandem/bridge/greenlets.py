@@ -23,6 +23,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
+from tandem.bridge.callables import is_async_callable
 from tandem.bridge.settling import current_settling
 
 __all__ = [
@@ -255,7 +256,7 @@ def native(fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     ``await native(fn)(*args, **kwargs)`` runs ``fn`` in a bridge greenlet, so
     tandem database backends do their I/O as ``await``s instead of blocking.
     """
-    if inspect.iscoroutinefunction(fn):
+    if is_async_callable(fn):
         raise TypeError(f"native() expects a synchronous callable, got coroutine function {fn!r}")
 
     @functools.wraps(fn)

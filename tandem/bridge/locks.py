@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections import deque
 
 from tandem.bridge.greenlets import await_, in_bridge
+from tandem.bridge.waiters import Waiters, handed
+
+__all__ = ["BridgeLock", "TaskLock"]
 
 
 class BridgeLock:
@@ -20,7 +22,7 @@ class BridgeLock:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._waiters: deque[asyncio.Future] = deque()
+        self._waiters = Waiters()
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Take the lock; in the bridge, await it rather than block the loop."""
@@ -30,29 +32,20 @@ class BridgeLock:
             return False
         if not in_bridge():
             return self._lock.acquire(True, timeout)
-        loop = asyncio.get_running_loop()
         while not self._lock.acquire(False):
-            turn = loop.create_future()
-            self._waiters.append(turn)
-            await_(turn)
+            await_(self._waiters.join())
         return True
 
     def release(self) -> None:
         """Release the lock and wake the next greenlet waiting for it."""
         self._lock.release()
-        if self._waiters:
-            loop = self._waiters[0].get_loop()
-            if asyncio._get_running_loop() is loop:
-                self._wake_next()  # no extra loop turn, no self-pipe write
-            else:
-                loop.call_soon_threadsafe(self._wake_next)
-
-    def _wake_next(self) -> None:
-        while self._waiters:
-            turn = self._waiters.popleft()
-            if not turn.done():  # skip waiters that were cancelled meanwhile
-                turn.set_result(None)
-                return
+        loop = self._waiters.loop()
+        if loop is None:
+            return
+        if asyncio._get_running_loop() is loop:
+            self._waiters.hand_over()  # no extra loop turn, no self-pipe write
+        else:
+            loop.call_soon_threadsafe(self._waiters.hand_over)
 
     def locked(self) -> bool:
         """Return True if the lock is held."""
@@ -75,7 +68,7 @@ class TaskLock:
     def __init__(self) -> None:
         self._holder: asyncio.Task | None = None
         self._depth = 0
-        self._waiters: deque[tuple[asyncio.Task, asyncio.Future]] = deque()
+        self._waiters = Waiters()
 
     def try_acquire(self, task: asyncio.Task) -> bool:
         """Take the lock for ``task`` now if it is free or already ``task``'s; else False."""
@@ -95,12 +88,11 @@ class TaskLock:
         if self._holder is None:
             self._holder, self._depth = task, 1
             return
-        turn = asyncio.get_running_loop().create_future()
-        self._waiters.append((task, turn))
+        turn = self._waiters.join(task)
         try:
             await turn
         except asyncio.CancelledError:
-            if turn.done() and not turn.cancelled():  # handed over as we were cancelled
+            if handed(turn):  # handed over as we were cancelled
                 self.release(task)
             raise
 
@@ -112,9 +104,6 @@ class TaskLock:
         if self._depth:
             return
         self._holder = None
-        while self._waiters:
-            waiter, turn = self._waiters.popleft()
-            if not turn.done():
-                self._holder, self._depth = waiter, 1
-                turn.set_result(None)
-                return
+        served = self._waiters.hand_over()
+        if served is not None:
+            self._holder, self._depth = served.owner, 1

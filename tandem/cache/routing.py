@@ -24,11 +24,10 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from asgiref.sync import sync_to_async as _stock_sync_to_async
 from django.db import router
 
+from tandem.bridge.placing import sync_to_async_router
 from tandem.db.scope import is_tandem_alias
-from tandem.handlers.placement import natively
 
 __all__ = ["cache_sync_to_async", "runs_natively"]
 
@@ -56,13 +55,12 @@ def runs_natively(cache: Any) -> bool:
     return native
 
 
-def cache_sync_to_async(
-    func: Callable | None = None, *, thread_sensitive: bool = True, executor: Any = None
-) -> Any:
-    """``sync_to_async`` for ``BaseCache``: natively for backends tandem can run on the loop."""
-    if func is None:
-        return functools.partial(cache_sync_to_async, thread_sensitive=thread_sensitive, executor=executor)
+def _place(func: Callable, thread_sensitive: bool, executor: Any) -> bool:
+    """Natively for a method of a backend tandem can run on the loop."""
     owner = getattr(func, "__self__", None)
-    if owner is not None and runs_natively(owner):
-        return natively(func)
-    return _stock_sync_to_async(func, thread_sensitive=thread_sensitive, executor=executor)
+    return owner is not None and runs_natively(owner)
+
+
+cache_sync_to_async = sync_to_async_router(
+    _place, "``sync_to_async`` for ``BaseCache``: natively for backends tandem can run on the loop."
+)

@@ -14,12 +14,11 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from asgiref.sync import sync_to_async as _stock_sync_to_async
 from django.db import router
 
-from tandem.db.routing import routed_sync_to_async
+from tandem.bridge.placing import Place, sync_to_async_router
+from tandem.db import routing
 from tandem.db.scope import is_tandem_alias
-from tandem.handlers.placement import natively
 
 __all__ = ["contrib_sync_to_async"]
 
@@ -52,15 +51,14 @@ def _database_work(func: Callable) -> bool | None:
     return model is not None and is_tandem_alias(router.db_for_write(model))
 
 
-def contrib_sync_to_async(
-    func: Callable | None = None, *, thread_sensitive: bool = True, executor: Any = None
-) -> Any:
-    """``sync_to_async`` for sessions and auth: natively for their database work."""
-    if func is None:
-        return functools.partial(contrib_sync_to_async, thread_sensitive=thread_sensitive, executor=executor)
+def _place(func: Callable, thread_sensitive: bool, executor: Any) -> Place:
+    """Natively for database work on a tandem alias; anything else as the ORM would place it."""
     database_work = _database_work(func)
     if database_work is None:  # a closure (the db store's save transaction), a user test
-        return routed_sync_to_async(func, thread_sensitive=thread_sensitive, executor=executor)
-    if database_work:
-        return natively(func)
-    return _stock_sync_to_async(func, thread_sensitive=thread_sensitive, executor=executor)
+        return routing.place(func, thread_sensitive, executor)
+    return database_work
+
+
+contrib_sync_to_async = sync_to_async_router(
+    _place, "``sync_to_async`` for sessions and auth: natively for their database work."
+)

@@ -23,6 +23,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db.utils import OperationalError
 
 from tandem.bridge import await_
+from tandem.bridge.waiters import Waiters, handed
 
 __all__ = ["Pool", "PoolOptions", "PoolTimeout", "pool_for"]
 
@@ -84,7 +85,7 @@ class Pool:
         self._ping = ping
         self._idle: deque[tuple[Any, float]] = deque()  # (connection, idle since)
         self._born: dict[Any, float] = {}  # every open connection -> opened at
-        self._waiters: deque[asyncio.Future] = deque()
+        self._waiters = Waiters()
         self._pending = 0  # connections being opened right now
         self.closed = False
 
@@ -106,7 +107,7 @@ class Pool:
     @property
     def waiting(self) -> int:
         """Tasks waiting for a connection."""
-        return sum(not turn.done() for turn in self._waiters)
+        return len(self._waiters)
 
     def acquire(self, connect: Callable[[], Any]) -> Any:
         """Return a connection; call in the bridge. ``connect`` opens a new one."""
@@ -131,11 +132,8 @@ class Pool:
         if self.closed or not self._reusable(conn) or self._expired(conn):
             self.discard(conn)
             return
-        while self._waiters:
-            turn = self._waiters.popleft()
-            if not turn.done():
-                turn.set_result(conn)
-                return
+        if self._waiters.hand_over(conn) is not None:
+            return
         self._idle.append((conn, time.monotonic()))
         self._trim()
 
@@ -143,12 +141,12 @@ class Pool:
         """Close a connection for good and let a waiter open a replacement."""
         self._born.pop(conn, None)
         self._close(conn)
-        self._wake(None)
+        self._waiters.hand_over(None)
 
     def forget(self, conn: Any) -> None:
         """Stop counting a connection its user closed; a waiter may open a replacement."""
         if self._born.pop(conn, None) is not None:
-            self._wake(None)
+            self._waiters.hand_over(None)
 
     def close(self) -> None:
         """Close every connection this pool opened; waiters get an error."""
@@ -158,14 +156,14 @@ class Pool:
         self._born.clear()
         self._idle.clear()
         while self._waiters:
-            self._wake(None)
+            self._waiters.hand_over(None)
 
     def _open(self, connect: Callable[[], Any]) -> Any:
         self._pending += 1
         try:
             conn = connect()
         except BaseException:
-            self._wake(None)
+            self._waiters.hand_over(None)
             raise
         finally:
             self._pending -= 1
@@ -208,27 +206,18 @@ class Pool:
             self._born.pop(conn, None)
             self._close(conn)
 
-    def _wake(self, value: Any) -> None:
-        while self._waiters:
-            turn = self._waiters.popleft()
-            if not turn.done():
-                turn.set_result(value)
-                return
-
     def _wait_turn(self, deadline: float) -> Any:
-        loop = asyncio.get_running_loop()
-        turn = loop.create_future()
-        self._waiters.append(turn)
-        timer = loop.call_later(max(0.0, deadline - time.monotonic()), self._expire, turn)
+        turn = self._waiters.join()
+        timer = turn.get_loop().call_later(max(0.0, deadline - time.monotonic()), self._expire, turn)
         try:
             return await_(turn)
         except BaseException:
             # Handed a connection just as we were cancelled: do not lose it.
-            if turn.done() and not turn.cancelled() and turn.exception() is None:
+            if handed(turn):
                 if turn.result() is not None:
                     self.release(turn.result())
                 else:
-                    self._wake(None)
+                    self._waiters.hand_over(None)
             raise
         finally:
             timer.cancel()

@@ -10,7 +10,6 @@ Calls for stock aliases keep Django's thread behaviour.
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +20,7 @@ from django.db.models import Model, QuerySet
 from django.db.models.manager import BaseManager
 
 from tandem.bridge import await_, call_native, in_bridge
+from tandem.bridge.placing import Place, sync_to_async_router
 from tandem.db.scope import (
     every_alias_tandem,
     in_any_block,
@@ -96,17 +96,15 @@ def _queryset_alias(owner: QuerySet | BaseManager, writes: bool) -> str:
     return router.db_for_read(owner.model, **hints)
 
 
-def routed_sync_to_async(
-    func: Callable | None = None, *, thread_sensitive: bool = True, executor: Any = None
-):
-    """``sync_to_async`` that runs calls for tandem aliases natively."""
-    if func is None:
-        return lambda f: routed_sync_to_async(f, thread_sensitive=thread_sensitive, executor=executor)
+def place(func: Callable, thread_sensitive: bool, executor: Any) -> Place:
+    """Where an ORM call runs: natively for a tandem alias, in a thread for a stock one.
+
+    Decided once when every alias is on one kind of backend; else per call,
+    from the alias the call will use.
+    """
     everywhere = every_alias_tandem()
-    if everywhere:
-        return functools.partial(call_native, func)
-    if everywhere is False:
-        return _stock_sync_to_async(func, thread_sensitive=thread_sensitive, executor=executor)
+    if everywhere is not None:
+        return everywhere
 
     async def routed(*args, **kwargs):
         if is_tandem_alias(_alias_of(func, args, kwargs)):
@@ -117,6 +115,11 @@ def routed_sync_to_async(
         return await _stock_sync_to_async_call(stock, *args, **kwargs)  # type: ignore[arg-type]  # sync_to_async's declared return type is a protocol
 
     return routed
+
+
+routed_sync_to_async = sync_to_async_router(
+    place, "``sync_to_async`` that runs calls for tandem aliases natively."
+)
 
 
 async def block_aware_sync_to_async_call(self: asgiref_sync.SyncToAsync, *args: Any, **kwargs: Any) -> Any:

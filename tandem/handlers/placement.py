@@ -22,24 +22,19 @@ What stays in a thread:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from asgiref.sync import SyncToAsync
-from asgiref.sync import sync_to_async as _stock_sync_to_async
 
 from tandem import conf
-from tandem.bridge import call_native
-
-if TYPE_CHECKING:
-    from typing import TypeGuard
+from tandem.bridge.placing import Place, sync_to_async_router
+from tandem.db import routing
 
 __all__ = [
     "asgi_sync_to_async",
     "handler_sync_to_async",
     "in_thread",
-    "natively",
     "on_loop",
     "placement",
     "request_used_a_thread",
@@ -101,31 +96,14 @@ def runs_on_loop(func: Callable) -> bool:
     return not kept or _dotted_path(func) not in kept
 
 
-def natively(func: Callable) -> Callable:
-    """An async function that runs ``func`` with ``native()``.
-
-    Leaner than ``native()`` (no ``functools.wraps``: it is made per hook
-    call), but keeps ``__self__``, which Django reads off middleware methods.
-    """
-
-    async def run_natively(*args: Any, **kwargs: Any) -> Any:
-        return await call_native(func, *args, **kwargs)
-
-    owner = getattr(func, "__self__", None)
-    if owner is not None:
-        run_natively.__self__ = owner  # type: ignore[attr-defined]  # a function takes attributes
-    return run_natively
+def _place_request_code(func: Callable, thread_sensitive: bool, executor: Any) -> bool:
+    """On the loop unless marked, kept, not thread-sensitive, or given an executor."""
+    return thread_sensitive and executor is None and runs_on_loop(func)
 
 
-def handler_sync_to_async(
-    func: Callable | None = None, *, thread_sensitive: bool = True, executor: Any = None
-) -> Any:
-    """``sync_to_async`` for Django's request path: on the loop unless told otherwise."""
-    if func is None:
-        return functools.partial(handler_sync_to_async, thread_sensitive=thread_sensitive, executor=executor)
-    if thread_sensitive and executor is None and runs_on_loop(func):
-        return natively(func)
-    return _stock_sync_to_async(func, thread_sensitive=thread_sensitive, executor=executor)
+handler_sync_to_async = sync_to_async_router(
+    _place_request_code, "``sync_to_async`` for Django's request path: on the loop unless told otherwise."
+)
 
 
 def request_used_a_thread() -> bool:
@@ -143,17 +121,13 @@ def request_used_a_thread() -> bool:
     return context in SyncToAsync.context_to_thread_executor
 
 
-def _joins_the_request_thread(
-    func: Callable | None, thread_sensitive: bool, executor: Any
-) -> TypeGuard[Callable]:  # True: func is not None
+def _joins_the_request_thread(func: Callable, thread_sensitive: bool, executor: Any) -> bool:
     """True if ``func`` must queue behind work already in the request's thread."""
-    return func is not None and thread_sensitive and executor is None and request_used_a_thread()
+    return thread_sensitive and executor is None and request_used_a_thread()
 
 
-def asgi_sync_to_async(
-    func: Callable | None = None, *, thread_sensitive: bool = True, executor: Any = None
-) -> Any:
-    """``sync_to_async`` for the ASGI handler's ``response.close()``.
+def _place_closing(func: Callable, thread_sensitive: bool, executor: Any) -> Place:
+    """``response.close()``: where the request's connections live.
 
     Closing the response sends ``request_finished``, whose receiver closes
     the calling thread's database connections. When part of the request ran
@@ -161,23 +135,27 @@ def asgi_sync_to_async(
     as stock Django does. Otherwise, on the loop.
     """
     if _joins_the_request_thread(func, thread_sensitive, executor):
-        return _stock_sync_to_async(func, thread_sensitive=True)
-    return handler_sync_to_async(func, thread_sensitive=thread_sensitive, executor=executor)
+        return False
+    return _place_request_code(func, thread_sensitive, executor)
 
 
-def signal_sync_to_async(
-    func: Callable | None = None, *, thread_sensitive: bool = True, executor: Any = None
-) -> Any:
-    """``sync_to_async`` for ``Signal.asend``'s sync receivers.
+def _place_receiver(func: Callable, thread_sensitive: bool, executor: Any) -> Place:
+    """A sync receiver of ``Signal.asend``: where the ORM would run it.
 
-    Natively for tandem aliases (they join the sender's task and
+    Natively for tandem aliases (it joins the sender's task and
     transaction), except in a request that has a thread already: there, as
-    in stock Django, they queue behind the thread's work, so that e.g.
+    in stock Django, it queues behind the thread's work, so that e.g.
     ``request_finished`` after a cancelled request waits for the sync view
     still running in that thread before the request body is closed.
     """
-    from tandem.db.routing import routed_sync_to_async
-
     if _joins_the_request_thread(func, thread_sensitive, executor):
-        return _stock_sync_to_async(func, thread_sensitive=True)
-    return routed_sync_to_async(func, thread_sensitive=thread_sensitive, executor=executor)
+        return False
+    return routing.place(func, thread_sensitive, executor)
+
+
+asgi_sync_to_async = sync_to_async_router(
+    _place_closing, "``sync_to_async`` for the ASGI handler's ``response.close()``."
+)
+signal_sync_to_async = sync_to_async_router(
+    _place_receiver, "``sync_to_async`` for ``Signal.asend``'s sync receivers."
+)

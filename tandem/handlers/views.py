@@ -18,13 +18,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from asgiref.sync import iscoroutinefunction
-from asgiref.sync import sync_to_async as _stock_sync_to_async
 from django.core.handlers.base import BaseHandler
 from django.db import connections
 
 from tandem import conf
-from tandem.bridge import in_bridge, native
+from tandem.bridge import in_bridge, is_async_callable
+from tandem.bridge.placing import placed
 from tandem.db.scope import is_tandem_alias
 from tandem.handlers.placement import placement
 from tandem.transaction import aatomic
@@ -34,14 +33,12 @@ _stock_make_view_atomic = BaseHandler.make_view_atomic
 
 def make_view_atomic(handler: BaseHandler, view: Callable) -> Callable:
     """Wrap ``view`` in a transaction per alias with ``ATOMIC_REQUESTS``; place a sync view."""
-    if iscoroutinefunction(view):
+    if is_async_callable(view):
         return _atomic_async_view(view)
     wrapped = _stock_make_view_atomic(handler, view)
     if asyncio._get_running_loop() is None or in_bridge():
         return wrapped  # a sync handler (WSGI, the test Client): stock behaviour
-    if view_runs_on_loop(view):
-        return native(wrapped)
-    return _stock_sync_to_async(wrapped, thread_sensitive=True)
+    return placed(wrapped, view_runs_on_loop(view))
 
 
 def view_runs_on_loop(view: Callable) -> bool:

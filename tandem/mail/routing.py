@@ -22,12 +22,11 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core import mail
 from django.utils.module_loading import import_string
 
-from tandem.bridge import call_native
+from tandem.bridge.placing import placed
 
 __all__ = ["backend_class", "run", "runs_natively"]
 
@@ -73,6 +72,4 @@ def runs_natively(klass: type | None) -> bool:
 
 async def run(fn: Callable[..., Any], klass: type | None, *args: Any, **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)``: in the bridge if ``klass`` sends natively, else in a thread."""
-    if runs_natively(klass):
-        return await call_native(fn, *args, **kwargs)
-    return await sync_to_async(fn, thread_sensitive=False)(*args, **kwargs)
+    return await placed(fn, runs_natively(klass), thread_sensitive=False)(*args, **kwargs)

@@ -29,7 +29,6 @@ import contextlib
 import os
 import socket
 import ssl
-import sys
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -43,31 +42,18 @@ T = TypeVar("T")
 TIMED_OUT = "timed out"
 
 
-if sys.version_info >= (3, 11):
-
-    async def _within(timeout: float | None, awaitable: Awaitable[T]) -> T:
-        """Await ``awaitable``; after ``timeout`` seconds give up as a socket does."""
-        if timeout is None:
+async def _within(timeout: float | None, awaitable: Awaitable[T]) -> T:
+    """Await ``awaitable``; after ``timeout`` seconds give up as a socket does."""
+    if timeout is None:
+        return await awaitable
+    deadline = asyncio.timeout(timeout)
+    try:
+        async with deadline:
             return await awaitable
-        deadline = asyncio.timeout(timeout)
-        try:
-            async with deadline:
-                return await awaitable
-        except TimeoutError:
-            if deadline.expired():
-                raise TimeoutError(TIMED_OUT) from None
-            raise  # an OS-level timeout (ETIMEDOUT): keep its errno
-
-else:  # Python 3.10: no asyncio.timeout(), and asyncio's TimeoutError is its own class
-
-    async def _within(timeout: float | None, awaitable: Awaitable[T]) -> T:
-        """Await ``awaitable``; after ``timeout`` seconds give up as a socket does."""
-        if timeout is None:
-            return await awaitable
-        try:
-            return await asyncio.wait_for(awaitable, timeout)
-        except asyncio.TimeoutError:
+    except TimeoutError:
+        if deadline.expired():
             raise TimeoutError(TIMED_OUT) from None
+        raise  # an OS-level timeout (ETIMEDOUT): keep its errno
 
 
 def _as_socket_error(exc: OSError) -> OSError:
@@ -198,16 +184,7 @@ class StreamSocket:
         await_(_within(self.timeout, self._start_tls(context, server_hostname)))
 
     async def _start_tls(self, context: ssl.SSLContext, server_hostname: str | None) -> None:
-        writer = self._writer
-        if sys.version_info >= (3, 11):
-            await writer.start_tls(context, server_hostname=server_hostname)
-            return
-        # Python 3.10 has no StreamWriter.start_tls(): upgrade the transport and
-        # write through a new writer; the reader keeps receiving, now decrypted.
-        loop = asyncio.get_running_loop()
-        protocol = writer.transport.get_protocol()
-        transport = await loop.start_tls(writer.transport, protocol, context, server_hostname=server_hostname)
-        self._writer = asyncio.StreamWriter(transport, protocol, self._reader, loop)
+        await self._writer.start_tls(context, server_hostname=server_hostname)
 
     def close(self) -> None:
         """Close the connection; no wait (a TLS close notification is sent in the background)."""

@@ -1,416 +1,49 @@
-"""Async tests see their test's transaction.
+"""tandem's hooks into Django's test framework: async tests behave as in stock Django.
 
-Django's ``TestCase`` (and pytest-django's ``django_db`` marker, which uses
-it) wraps each test in a transaction on the test thread's connection. Its
-async tests then run on an event loop, where tandem would give every task a
-connection of its own: they would not see ``setUpTestData`` or fixture rows,
-and their writes would escape the rollback.
+Loaded by tests only, never in production: the patch registry
+(``tandem.patches``, group ``"testing"``) names these hooks by string and
+applies them once ``django.test`` is imported. Each module is one feature:
 
-So while a ``TestCase`` transaction is open, every task on every loop uses
-the test thread's wrapper for tandem aliases, one unit of work at a time.
-``TransactionTestCase`` (``transaction=True``) opens no transaction, so tasks
-keep their own pooled connections, as in production.
-
-Stock Django runs an async test with ``async_to_sync`` from the test thread,
-so every thread-sensitive ``sync_to_async`` call of the test (a sync view or
-middleware under ``AsyncClient``, a session save, a sync signal receiver)
-runs back in the test thread, on the test's connection. Under tandem the
-loop may be the test thread itself, so while a test transaction is shared
-those calls run with ``native()`` instead: same connection, same
-transaction, one at a time, as in stock Django.
-
-Django's ``SimpleTestCase`` refuses the databases a test did not declare:
-it replaces ``connect``, ``temporary_connection``, ``cursor`` and
-``chunked_cursor`` (and what else a backend lists) of the test thread's
-wrapper of each such alias, on that instance, with a callable that raises
-``DatabaseOperationForbidden``. A
-task's own wrapper of a tandem alias is another instance, so while a test
-class runs, the tandem wrapper class answers for task-owned wrappers in the
-bridge with the very callables Django installed: the same refusal, the same
-message.
-
-Django counts queries (``assertNumQueries``, ``CaptureQueriesContext``,
-pytest-django's ``django_assert_num_queries``) on one wrapper: it forces its
-debug cursor on and reads its ``queries_log``. Outside a test transaction
-each task has a wrapper of its own, so the queries of the tasks a test
-starts would go uncounted. While a counting block is open for a tandem
-alias, every task's wrapper of that alias (and a thread's, for code the
-block started: ``sync_to_async`` copies its context) logs its queries and
-adds them to the counted wrapper's log too, except what a new connection
-runs while it is set up (Django connects its wrapper before it counts). No
-block open: nothing is logged that Django would not log.
+* ``transactions``: while a ``TestCase`` transaction is open, every task
+  joins it (``enter_atomics``, ``rollback_atomics``).
+* ``on_commit``: ``async with self.captureOnCommitCallbacks(execute=True)``
+  awaits async callbacks (``CapturedOnCommit``).
+* ``queries``: ``assertNumQueries`` and ``CaptureQueriesContext`` count the
+  queries of every task, not only their wrapper's, and work with
+  ``async with`` (``CountedLog`` feeds the open counting blocks).
+* ``databases``: tasks' wrappers refuse the databases a test did not
+  declare, as the test thread's does.
 """
 
 from __future__ import annotations
 
-import functools
-import threading
-from collections import deque
-from collections.abc import Callable
-from contextvars import ContextVar
-from typing import Any
-
-from django.db import DEFAULT_DB_ALIAS, connections
-from django.test import SimpleTestCase, TestCase
-
-from tandem.bridge import call_native, in_bridge
-from tandem.db.scope import Shared, current_task, is_tandem_alias, test_connections
-
-_stock_enter_atomics = TestCase._enter_atomics.__func__
-_stock_rollback_atomics = TestCase._rollback_atomics.__func__
-_stock_add_databases_failures = SimpleTestCase._add_databases_failures.__func__
-_stock_remove_databases_failures = SimpleTestCase._remove_databases_failures.__func__
-_stock_capture_on_commit_callbacks = TestCase.captureOnCommitCallbacks.__func__
-
-
-@classmethod  # type: ignore[misc]  # set on TestCase / SimpleTestCase by tandem.patches
-def enter_atomics(cls):
-    """``TestCase._enter_atomics``, sharing each tandem alias's test transaction."""
-    atomics = _stock_enter_atomics(cls)
-    for alias in atomics:
-        if is_tandem_alias(alias):
-            wrapper = connections[alias]
-            wrapper.inc_thread_sharing()  # the loop may run in another thread
-            test_connections.setdefault(alias, []).append(Shared(alias, wrapper))
-    return atomics
-
-
-@classmethod  # type: ignore[misc]  # set on TestCase / SimpleTestCase by tandem.patches
-def rollback_atomics(cls, atomics):
-    """``TestCase._rollback_atomics``, ending the sharing first."""
-    for alias in atomics:
-        stack = test_connections.get(alias)
-        if stack:
-            stack.pop().wrapper.dec_thread_sharing()
-    _stock_rollback_atomics(cls, atomics)
-
-
-# -- on_commit callbacks in async tests ----------------------------------------
-class CapturedOnCommit:
-    """Django's ``captureOnCommitCallbacks()``, usable with ``async with`` too.
-
-    With ``execute=True`` Django calls each captured callback at the block's
-    end. An async callback must be awaited: in sync code outside the loop
-    tandem runs it with ``async_to_sync``; in an async test, ``async with``
-    runs Django's own exit in the bridge, where it is awaited (a plain
-    ``with`` there raises an error that says so).
-    """
-
-    def __init__(self, capture: Any) -> None:
-        self._capture = capture  # Django's context manager, not entered yet
-
-    def __enter__(self) -> list:
-        return self._capture.__enter__()
-
-    def __exit__(self, *exc_info: Any) -> Any:
-        return self._capture.__exit__(*exc_info)
-
-    async def __aenter__(self) -> list:
-        return self._capture.__enter__()
-
-    async def __aexit__(self, *exc_info: Any) -> Any:
-        return await call_native(self._capture.__exit__, *exc_info)
-
-
-@classmethod  # type: ignore[misc]  # set on TestCase by tandem.patches
-def capture_on_commit_callbacks(cls, *, using=DEFAULT_DB_ALIAS, execute=False):
-    """``TestCase.captureOnCommitCallbacks``, also as ``async with``."""
-    return CapturedOnCommit(_stock_capture_on_commit_callbacks(cls, using=using, execute=execute))
-
-
-# -- counting queries across tasks ----------------------------------------------
-class _Counting:
-    """One open counting block of a tandem alias, and the log it reads."""
-
-    __slots__ = ("alias", "sink")
-
-    def __init__(self, alias: str, sink: deque) -> None:
-        self.alias = alias
-        self.sink = sink
-
-
-# alias -> the counting blocks open for it, innermost last. Each tuple is
-# replaced, never changed in place: loops' threads read it without a lock
-# while a test thread opens a block. Writers take the lock.
-_counting: dict[str, tuple[_Counting, ...]] = {}
-_counting_lock = threading.Lock()
-# The counting blocks the current code runs inside: the blocks it entered,
-# and those of the code that started it (tasks and sync_to_async copy it).
-_entered: ContextVar[tuple[_Counting, ...]] = ContextVar("tandem_counting", default=())
-
-
-def _counted_here(countings: tuple[_Counting, ...]) -> bool:
-    """Whether a query run here belongs to one of ``countings``.
-
-    Any task's does, as in a ``TestCase`` where every task shares the test's
-    connection. Code in a plain thread only counts for the blocks it runs
-    inside: another thread's queries are no more counted than in stock Django.
-    """
-    if current_task() is not None:
-        return True
-    entered = _entered.get()
-    return any(counting in entered for counting in countings)
-
-
-class CountedLog(deque):
-    """A tandem wrapper's ``queries_log``, adding its queries to the counting blocks'.
-
-    Django appends each logged query (and ``BEGIN``/``COMMIT``) to the
-    wrapper's ``queries_log``. A log swapped in for a while (the MySQL
-    backend's, for a connection's set-up queries) is a plain deque, so what
-    goes there stays uncounted, as Django would have it.
-    """
-
-    __slots__ = ("alias", "connecting")
-
-    def __init__(self, iterable: Any = (), maxlen: int | None = None, alias: str = "") -> None:
-        super().__init__(iterable, maxlen)
-        self.alias = alias
-        # Set while the wrapper connects: see connect().
-        self.connecting = False
-
-    def append(self, entry: Any) -> None:
-        """Log ``entry``; add it to the open counting blocks it belongs to."""
-        deque.append(self, entry)
-        countings = _counting.get(self.alias)
-        if countings and not self.connecting:
-            _feed(self, entry, countings)
-
-
-def _feed(log: deque, entry: Any, countings: tuple[_Counting, ...]) -> None:
-    """Add ``entry``, just logged in ``log``, to the logs of ``countings`` it counts for."""
-    everywhere = current_task() is not None  # see _counted_here
-    entered = () if everywhere else _entered.get()
-    fed = [log]
-    for counting in countings:
-        sink = counting.sink
-        if (everywhere or counting in entered) and not any(sink is done for done in fed):
-            # deque.append, not sink.append: this loop already feeds every block
-            # that the sink's own log would feed.
-            deque.append(sink, entry)
-            fed.append(sink)
-
-
-def _feed_counting_blocks(wrapper: Any) -> None:
-    """Give a tandem ``wrapper`` a ``CountedLog`` (with what it has logged so far)."""
-    if is_tandem_alias(wrapper.alias) and type(wrapper.queries_log) is deque:
-        log = wrapper.queries_log
-        wrapper.queries_log = CountedLog(log, log.maxlen, wrapper.alias)
-
-
-def create_connection(original: Callable[..., Any]) -> Callable[..., Any]:
-    """``ConnectionHandler.create_connection``; a tandem wrapper's log feeds counting blocks.
-
-    Applied when ``django.test`` is imported: the wrappers made before (Django
-    makes the main thread's as models load) get their log here, once.
-    """
-
-    @functools.wraps(original)
-    def create(self, alias):
-        wrapper = original(self, alias)
-        _feed_counting_blocks(wrapper)
-        return wrapper
-
-    for wrapper in connections.all(initialized_only=True):
-        _feed_counting_blocks(wrapper)
-    return create
-
-
-def connect(original: Callable[..., Any]) -> Callable[..., Any]:
-    """``BaseDatabaseWrapper.connect``; what a connection's set-up runs is not counted.
-
-    Django's counting blocks connect their wrapper before they start, so the
-    queries a backend (MySQL's ``SET SESSION ...``) or a ``connection_created``
-    receiver runs on a new connection are never in the count. Other wrappers
-    connect inside the block: a task's takes a pooled connection (and runs
-    Django's ``connect()``) at each unit of work that needs one, as often as
-    the pool decides. While a block of its alias is open, a task's wrapper
-    connects with a log of its own, thrown away after, as the MySQL backend
-    does for its set-up queries; a thread's keeps its log, as in stock
-    Django, and does not feed the blocks meanwhile.
-    """
-
-    @functools.wraps(original)
-    def connect_uncounted(self):
-        log = self.queries_log
-        if type(log) is not CountedLog or self.alias not in _counting:
-            return original(self)
-        if self.task_owned:
-            self.queries_log = deque(maxlen=log.maxlen)
-            try:
-                return original(self)
-            finally:
-                self.queries_log = log
-        connecting, log.connecting = log.connecting, True
-        try:
-            return original(self)
-        finally:
-            log.connecting = connecting
-
-    return connect_uncounted
-
-
-class _WrappingProperty(property):
-    """A property that can say what it wraps (``__wrapped__``)."""
-
-    __wrapped__: property
-
-
-def queries_logged(original: property) -> property:
-    """``BaseDatabaseWrapper.queries_logged``; also true where a counting block counts."""
-
-    def logged(self: Any) -> bool:
-        if original.__get__(self, type(self)):  # Django's: force_debug_cursor or DEBUG
-            return True
-        countings = _counting.get(self.alias)
-        return countings is not None and _counted_here(countings)
-
-    wrapping = _WrappingProperty(logged, doc=original.__doc__)
-    wrapping.__wrapped__ = original
-    return wrapping
-
-
-def capture_enter(original: Callable[..., Any]) -> Callable[..., Any]:
-    """``CaptureQueriesContext.__enter__``; a tandem alias counts every task's queries."""
-
-    @functools.wraps(original)
-    def enter(self):
-        result = original(self)
-        alias = getattr(self.connection, "alias", None)
-        if isinstance(alias, str) and is_tandem_alias(alias):
-            # The log Django reads the count from, as it is now: a ConnectionProxy
-            # resolves anew on each access, and the wrapper's log may be swapped.
-            counting = _Counting(alias, self.connection.queries_log)
-            self._tandem_counting = counting
-            with _counting_lock:
-                _counting[alias] = (*_counting.get(alias, ()), counting)
-            _entered.set((*_entered.get(), counting))
-        return result
-
-    return enter
-
-
-def capture_exit(original: Callable[..., Any]) -> Callable[..., Any]:
-    """``CaptureQueriesContext.__exit__``; stops counting before Django reads the count."""
-
-    @functools.wraps(original)
-    def exit_(self, exc_type, exc_value, traceback):
-        counting = self.__dict__.pop("_tandem_counting", None)
-        if counting is not None:
-            with _counting_lock:
-                rest = tuple(c for c in _counting.get(counting.alias, ()) if c is not counting)
-                if rest:
-                    _counting[counting.alias] = rest
-                else:
-                    _counting.pop(counting.alias, None)
-            # Set, not reset with a token: a block may end in another context than
-            # it began in (a fixture's); the one it began in no longer matters then,
-            # since only open blocks are consulted.
-            _entered.set(tuple(c for c in _entered.get() if c is not counting))
-        return original(self, exc_type, exc_value, traceback)
-
-    return exit_
-
-
-async def capture_aenter(self):
-    """``async with CaptureQueriesContext(...)`` / ``assertNumQueries(...)``: as ``with``."""
-    return self.__enter__()
-
-
-async def capture_aexit(self, exc_type, exc_value, traceback):
-    """The end of ``async with`` on a counting block: as ``with``."""
-    return self.__exit__(exc_type, exc_value, traceback)
-
-
-# alias -> what the test classes now running refused on the test thread's
-# wrapper, innermost last: the wrapper's class, and by method name the raising
-# callable Django put in the method's place.
-refusals: dict[str, list[tuple[type, dict[str, Any]]]] = {}
-# (wrapper class, method name) -> [aliases' refusals going through it, own attribute]
-_refusing: dict[tuple[type, str], list[Any]] = {}
-_NONE = object()
-
-
-@classmethod  # type: ignore[misc]  # set on TestCase / SimpleTestCase by tandem.patches
-def add_databases_failures(cls):
-    """``SimpleTestCase._add_databases_failures``; tasks' wrappers refuse too.
-
-    What Django put on the wrapper is found by comparing its instance
-    attributes before and after: Django 5.2 lists the methods in
-    ``SimpleTestCase``, 6.1 in each backend's features.
-    """
-    before = {alias: dict(connections[alias].__dict__) for alias in connections if is_tandem_alias(alias)}
-    _stock_add_databases_failures(cls)
-    for alias in _refused_tandem_aliases(cls):
-        wrapper = connections[alias]
-        seen = before.get(alias, {})
-        installed = {
-            name: value
-            for name, value in wrapper.__dict__.items()
-            if callable(value) and seen.get(name, _NONE) is not value
-        }
-        refusals.setdefault(alias, []).append((type(wrapper), installed))
-        for name in installed:
-            _refuse_through(type(wrapper), name)
-
-
-@classmethod  # type: ignore[misc]  # set on TestCase / SimpleTestCase by tandem.patches
-def remove_databases_failures(cls):
-    """``SimpleTestCase._remove_databases_failures``, for tasks' wrappers too."""
-    for alias in _refused_tandem_aliases(cls):
-        stack = refusals.get(alias)
-        if not stack:
-            continue
-        wrapper_class, refused = stack.pop()
-        if not stack:
-            del refusals[alias]
-        for name in refused:
-            _stop_refusing_through(wrapper_class, name)
-    _stock_remove_databases_failures(cls)
-
-
-def _refused_tandem_aliases(cls) -> list[str]:
-    return [alias for alias in connections if alias not in cls.databases and is_tandem_alias(alias)]
-
-
-def _refuse_through(wrapper_class: type, name: str) -> None:
-    """Let ``wrapper_class.name`` refuse for the aliases in ``refusals``.
-
-    The test thread's wrapper has Django's callable on the instance, which
-    wins; a task's wrapper inside the bridge, which stands in for it there
-    (as ``sync_to_async`` code runs in the test thread in stock Django), finds
-    this function. Elsewhere wrappers are left as Django leaves them: on the
-    loop outside the bridge the async-safety guard refuses first, and a plain
-    thread's wrapper has Django's patched ``ensure_connection`` refuse its
-    "threaded connections".
-    """
-    entry = _refusing.get((wrapper_class, name))
-    if entry is not None:
-        entry[0] += 1
-        return
-    own = wrapper_class.__dict__.get(name, _NONE)
-    original = getattr(wrapper_class, name)
-
-    @functools.wraps(original)
-    def refusing(self, *args, **kwargs):
-        stack = refusals.get(self.alias) if self.task_owned and in_bridge() else None
-        if stack and name in stack[-1][1]:
-            return stack[-1][1][name](*args, **kwargs)  # raises DatabaseOperationForbidden
-        return original(self, *args, **kwargs)
-
-    _refusing[(wrapper_class, name)] = [1, own]
-    setattr(wrapper_class, name, refusing)
-
-
-def _stop_refusing_through(wrapper_class: type, name: str) -> None:
-    entry = _refusing.get((wrapper_class, name))
-    if entry is None:
-        return
-    entry[0] -= 1
-    if entry[0]:
-        return
-    del _refusing[(wrapper_class, name)]
-    if entry[1] is _NONE:
-        delattr(wrapper_class, name)
-    else:
-        setattr(wrapper_class, name, entry[1])
+from tandem.testing.databases import add_databases_failures, remove_databases_failures
+from tandem.testing.on_commit import CapturedOnCommit, capture_on_commit_callbacks
+from tandem.testing.queries import (
+    CountedLog,
+    capture_aenter,
+    capture_aexit,
+    capture_enter,
+    capture_exit,
+    connect,
+    create_connection,
+    queries_logged,
+)
+from tandem.testing.transactions import enter_atomics, rollback_atomics
+
+__all__ = [
+    "CapturedOnCommit",
+    "CountedLog",
+    "add_databases_failures",
+    "capture_aenter",
+    "capture_aexit",
+    "capture_enter",
+    "capture_exit",
+    "capture_on_commit_callbacks",
+    "connect",
+    "create_connection",
+    "enter_atomics",
+    "queries_logged",
+    "remove_databases_failures",
+    "rollback_atomics",
+]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import logging
 import os
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from django.db.utils import DatabaseErrorWrapper
 from django.utils.functional import cached_property
 
 from tandem import patches
-from tandem.bridge import await_, in_bridge, native
+from tandem.bridge import await_, in_bridge, is_async_callable, native
 from tandem.db.guard import bridge_aware_guard, bridge_aware_guards
 from tandem.db.pool import Pool, PoolOptions, pool_for
 from tandem.db.scope import refuse_thread_in_block
@@ -56,10 +55,6 @@ def _awaiting(func):
         return async_to_sync(func)()
 
     return run
-
-
-def _is_async_callable(func) -> bool:
-    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__)
 
 
 _background: set[asyncio.Task] = set()
@@ -332,7 +327,7 @@ class TandemWrapperMixin(_WrapperBase):
         if not callable(func):
             raise TypeError("on_commit()'s callback must be a callable.")
         if not self.in_atomic_block and _on_loop_outside_bridge():
-            if _is_async_callable(func):
+            if is_async_callable(func):
                 _in_background(func())
             elif robust:
                 try:
@@ -342,7 +337,7 @@ class TandemWrapperMixin(_WrapperBase):
             else:
                 func()
             return None
-        if _is_async_callable(func):
+        if is_async_callable(func):
             func = _awaiting(func)
         return super().on_commit(func, robust)
 

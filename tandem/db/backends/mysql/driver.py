@@ -37,28 +37,33 @@ __all__ = ["LinkWatch", "MySQLConnection", "MySQLCursor", "QueryKiller", "Server
 
 logger = logging.getLogger("tandem.db.backends.mysql")
 
-# Connection methods of mysqlclient that talk to the server. Everything else
-# (escape, literal, thread_id, get_autocommit, insert_id, ...) reads local state.
-BLOCKING_METHODS = frozenset(
+# Connection methods of mysqlclient known to read local state only: called
+# directly. Every other method runs on the connection's worker thread, so
+# one this list does not know (a new mysqlclient's) can never block the loop.
+LOCAL_METHODS = frozenset(
     {
-        "begin",
-        "change_user",
-        "discard_result",
-        "dump_debug_info",
-        "kill",
-        "next_result",
-        "query",
-        "read_query_result",
-        "select_db",
-        "send_query",
-        "set_character_set",
-        "set_server_option",
-        "set_sql_mode",
-        "show_warnings",
-        "shutdown",
-        "stat",
-        "store_result",
-        "use_result",
+        "_get_native_connection",
+        "affected_rows",
+        "character_set_name",
+        "errno",
+        "error",
+        "escape",
+        "escape_string",
+        "field_count",
+        "fileno",
+        "get_autocommit",
+        "get_character_set_info",
+        "get_host_info",
+        "get_proto_info",
+        "get_server_info",
+        "info",
+        "insert_id",
+        "literal",
+        "more_results",
+        "sqlstate",
+        "string_literal",
+        "thread_id",
+        "warning_count",
     }
 )
 
@@ -403,9 +408,9 @@ class MySQLConnection(ThreadedConnection):
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._raw, name)
-        if name in BLOCKING_METHODS:
-            return lambda *args, **kwargs: self.worker.run(attr, *args, **kwargs)
-        return attr
+        if name in LOCAL_METHODS or not callable(attr) or isinstance(attr, type):
+            return attr
+        return lambda *args, **kwargs: self.worker.run(attr, *args, **kwargs)
 
 
 def kill_params(conn_params: dict[str, Any]) -> dict[str, Any]:
