@@ -40,11 +40,16 @@ test: $(STAMP)
 	@# The demo's own tests, on the same database.
 	cd example && TANDEM_DEMO_DB=$${TANDEM_TEST_DB:-sqlite} $(abspath $(BIN))/python -m pytest $(PYTEST_ARGS)
 
-# mypy type-checks tandem/ ([tool.mypy] in pyproject.toml says how strictly).
+# mypy type-checks tandem/ ([tool.mypy] in pyproject.toml says how strictly);
+# lint-imports holds the layers to their contracts ([tool.importlinter]), and
+# tools/architecture.py to the rest of docs/concepts/architecture.md's rules
+# (module size, flat modules, complete __all__).
 lint: $(STAMP)
-	$(BIN)/ruff check tandem tests bench example conformance chaos
-	$(BIN)/ruff format --check tandem tests bench example conformance chaos
+	$(BIN)/ruff check tandem tests bench example conformance chaos tools docs/_hooks
+	$(BIN)/ruff format --check tandem tests bench example conformance chaos tools docs/_hooks
 	$(BIN)/mypy tandem
+	$(BIN)/lint-imports
+	$(BIN)/python tools/architecture.py check
 
 # The upstream stub (example/upstream.py, UPSTREAM_LATENCY seconds) and the
 # SMTP sink the order confirmations go to (example/mailsink.py, keeping them

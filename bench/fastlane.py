@@ -21,9 +21,10 @@ database (``bench/orm.py``'s setup: stock backend for ``sync`` and
 * ``tandem async``: the same on tandem's backend, fast lane off;
 * ``tandem async + fast lane``: the same, fast lane on.
 
-Each round times every way (the order rotating from round to round); the
-table shows medians of the rounds in µs per call and the ratio to
-``sync``. JSON: ``bench/results/fastlane-latest.json``.
+Each round times every way (the order rotating from round to round), and
+checks with ``tandem.db.fastlane.stats()`` that the fast lane served the
+ways with it and only those; the table shows medians of the rounds in µs
+per call and the ratio to ``sync``. JSON: ``bench/results/fastlane-latest.json``.
 """
 
 from __future__ import annotations
@@ -72,11 +73,18 @@ def fast_lane(on: bool) -> None:
     from django.conf import settings
 
     from tandem import conf
-    from tandem.db.fastlane import get as fastlane
+    from tandem.db import fastlane
 
     settings.TANDEM_FAST_LANE = on
     conf.forget("TANDEM_FAST_LANE")
     fastlane.forget()
+
+
+def served() -> int:
+    """Calls the fast lane served since it was last switched (``tandem.db.fastlane.stats()``)."""
+    from tandem.db import fastlane
+
+    return sum(lane.served for lane in fastlane.stats().values())
 
 
 def _page(alias: str, author_pk: int):
@@ -147,6 +155,7 @@ async def one_round(query: str, ways: tuple[str, ...], fixture, calls: int) -> d
                 timings[way] = await time_async(query, orm.ALIASES["stock"], fixture, calls)
             else:
                 timings[way] = await time_async(query, orm.ALIASES["tandem"], fixture, calls)
+            assert ("fast lane" in way) == (served() > 0), f"{way}: the fast lane served {served()} calls"
     return timings
 
 

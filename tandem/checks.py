@@ -10,6 +10,8 @@ from django.core.exceptions import ImproperlyConfigured
 from tandem import conf
 from tandem.db.pool import PoolOptions
 
+__all__ = ["check_tandem_configuration"]
+
 
 def _tandem_aliases() -> list[str]:
     return [

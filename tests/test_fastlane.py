@@ -3,21 +3,21 @@
 import datetime
 
 import pytest
-from django.db import connection, connections
+from django.db import DatabaseError, connection, connections
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tandem import native
-from tandem.db.fastlane import get as fastlane
+from tandem.db import fastlane
 from tests.app.models import Author, Book, Counter
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def plans(model):
-    """The shapes the fast lane compiled for ``model`` (None: ruled out)."""
-    return dict(fastlane._plans.get(model, {}))
+def gets(model):
+    """What the ``get()`` lane learned for ``model``: shapes it takes, rules out, and calls it served."""
+    return fastlane.stats(model)["get"]
 
 
 def fields_of(obj):
@@ -34,10 +34,11 @@ def book():
 
 def test_the_second_get_of_a_shape_takes_the_fast_lane_and_equals_djangos(book):
     first = Book.objects.get(pk=book.pk)  # Django's lane; the shape is learnt
-    assert [p is not None for p in plans(Book).values()] == [True]
+    assert gets(Book) == fastlane.LaneStats(learned=1, ruled_out=0, served=0)
     with CaptureQueriesContext(connections["default"]) as queries:
         fast = Book.objects.get(pk=book.pk)
     assert len(queries) == 1  # counted as any query: assertNumQueries sees it
+    assert gets(Book).served == 1
     with override_settings(TANDEM_FAST_LANE=False):
         slow = Book.objects.get(pk=book.pk)
     assert fields_of(fast) == fields_of(first) == fields_of(slow)
@@ -50,7 +51,7 @@ def test_values_of_other_fields_and_types_are_their_own_shapes(book):
     for _ in range(2):
         assert Book.objects.get(title="The Dispossessed", pages=387).pk == book.pk
         assert Book.objects.get(pk=str(book.pk)).pk == book.pk  # a str: its own shape
-    assert len([p for p in plans(Book).values() if p is not None]) == 2
+    assert gets(Book) == fastlane.LaneStats(learned=2, ruled_out=0, served=2)
 
 
 def test_missing_and_multiple_rows_raise_as_django_does(book):
@@ -62,6 +63,7 @@ def test_missing_and_multiple_rows_raise_as_django_does(book):
             Book.MultipleObjectsReturned, match=r"^get\(\) returned more than one Book -- it returned 2!$"
         ):
             Book.objects.get(pages=387)
+    assert gets(Book).served == 2  # the second round: both raised from the fast lane
     with pytest.raises(ValueError, match="Field 'id' expected a number but got 'x'"):
         Book.objects.get(pk="x")  # the same error as Django's, from the same field method
 
@@ -75,47 +77,51 @@ def test_querysets_that_are_not_plain_take_djangos_lane(book):
         with pytest.raises(Book.DoesNotExist):
             Book.objects.get(published=None)  # IS NULL: value-dependent SQL
         assert Book.objects.get(author=book.author).pk == book.pk  # a relation: not a simple field
-    assert [p for p in plans(Book).values() if p is not None] == []
+    assert gets(Book).learned == 0 and gets(Book).served == 0
 
 
 def test_settings_and_schema_edits_end_the_compiled_shapes(book):
     Counter.objects.create(name="hits")
     Counter.objects.get(name="hits")
-    assert plans(Counter)
+    assert gets(Counter).learned == 1
     with override_settings(USE_THOUSAND_SEPARATOR=True):
-        assert not plans(Counter)
+        assert gets(Counter).learned == 0
     Counter.objects.get(name="hits")
-    assert plans(Counter)
+    assert gets(Counter).learned == 1
     with connection.schema_editor():
         pass
-    assert not plans(Counter)
+    assert gets(Counter).learned == 0
 
 
 def test_a_changed_table_name_is_not_served_from_an_old_plan(book):
     Book.objects.get(pk=book.pk)
-    (plan,) = plans(Book).values()
+    assert gets(Book).learned == 1
     original = Book._meta.db_table
     Book._meta.db_table = "elsewhere"
     try:
-        assert not fastlane._current(plan, Book)
+        assert gets(Book) == fastlane.LaneStats(learned=0, ruled_out=1, served=0)
+        with pytest.raises(DatabaseError):  # Django's lane, on the new table (which does not exist)
+            Book.objects.get(pk=book.pk)
     finally:
         Book._meta.db_table = original
-    assert fastlane._current(plan, Book)
+    assert Book.objects.get(pk=book.pk).pk == book.pk
+    assert gets(Book) == fastlane.LaneStats(learned=1, ruled_out=0, served=1)  # the old plan again
 
 
 @override_settings(TANDEM_FAST_LANE=False)
 def test_the_setting_turns_it_off(book):
     Book.objects.get(pk=book.pk)
     Book.objects.get(pk=book.pk)
-    assert plans(Book) == {}
+    assert all(lane == fastlane.LaneStats(0, 0, 0) for lane in fastlane.stats().values())
 
 
 async def test_aget_takes_the_fast_lane_too(book):
     first = await Book.objects.aget(pk=book.pk)
     second = await Book.objects.aget(pk=book.pk)
-    assert [p is not None for p in plans(Book).values()] == [True]
+    assert gets(Book) == fastlane.LaneStats(learned=1, ruled_out=0, served=1)
     assert fields_of(first) == fields_of(second)
     assert await native(lambda: Book.objects.get(pk=book.pk).title)() == book.title
+    assert gets(Book).served == 2
 
 
 def test_naive_datetimes_warn_as_with_django(book):
@@ -126,6 +132,7 @@ def test_naive_datetimes_warn_as_with_django(book):
             pytest.raises(Book.DoesNotExist),
         ):
             Book.objects.get(published=naive)
+    assert gets(Book).served == 1  # the second warned on the fast lane
 
 
 def outcome(fn):
@@ -148,4 +155,13 @@ def test_an_integer_beyond_its_column_gets_djangos_answer_without_a_query(book):
     fastlane.forget()
     for value in (huge, 5, 5, huge):  # learnt from 5; huge is checked against the range each time
         assert outcome(lambda value=value: Counter.objects.get(value=value)) == expected[value]
-    assert [p is not None for p in plans(Counter).values()] == [True]
+    assert gets(Counter) == fastlane.LaneStats(learned=1, ruled_out=0, served=1)  # 5, the second time
+
+
+def test_shapes_are_kept_up_to_the_limit_per_model(book, monkeypatch):
+    monkeypatch.setattr(fastlane.cache, "MAX_SHAPES", 2)
+    for _ in range(2):
+        assert Book.objects.get(pk=book.pk).pk == book.pk
+        assert Book.objects.get(pk=str(book.pk)).pk == book.pk
+        assert Book.objects.get(title=book.title).pk == book.pk  # past the limit: Django's lane
+    assert gets(Book) == fastlane.LaneStats(learned=2, ruled_out=0, served=2)

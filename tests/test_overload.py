@@ -9,7 +9,6 @@ are served.
 """
 
 import asyncio
-import gc
 import io
 import random
 
@@ -18,7 +17,7 @@ from django.core.handlers.asgi import ASGIHandler
 from django.db import connections
 from django.test import override_settings
 
-from tandem.bridge import greenlets as bridge
+from tandem.bridge import unfinished_bridges
 from tandem.db import scope
 from tandem.db.pool import loop_pools
 from tests.app import views
@@ -87,11 +86,6 @@ def _stacks() -> str:
     return out.getvalue()[-20000:]
 
 
-def _busy_bridges() -> list:
-    parked = set(map(id, bridge._idle.bridges))
-    return [g for g in gc.get_objects() if type(g) is bridge._Bridge and not g.dead and id(g) not in parked]
-
-
 @override_settings(MIDDLEWARE=["tests.app.middleware.RecordingMiddleware"])
 async def test_a_thousand_abandoned_requests_leave_nothing_behind():
     views.cancelled.clear()
@@ -110,10 +104,10 @@ async def test_a_thousand_abandoned_requests_leave_nothing_behind():
     await asyncio.sleep(0.05)  # one more loop turn for connections going back
     assert asyncio.all_tasks() == {asyncio.current_task()}
     pool = loop_pools()["default"]
-    assert (pool.waiting, len(pool._waiters)) == (0, 0)
+    assert (pool.waiting, pool.has_waiters) == (0, False)
     assert pool.idle == pool.size, f"{pool.size - pool.idle} connections still checked out"
-    assert _busy_bridges() == []
-    assert not scope._unit_depth and not scope._unit_locks and not scope._release_scheduled
+    assert unfinished_bridges() == []
+    assert scope.at_rest()
     for _ in range(50):
         if _busy_on_server() == 0:
             break

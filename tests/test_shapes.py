@@ -9,17 +9,27 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from tandem.db.fastlane import get as fastlane
-from tandem.db.fastlane import queries as shapes
+from tandem.db import fastlane
+from tandem.db.fastlane import cache
 from tests.app.models import Author, Book
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def learned(table, model):
+def learned(lane, model):
     """The shapes learned for ``model``: how many can take the fast lane, how many cannot."""
-    entries = list(table.get(model, {}).values())
-    return sum(e is not None for e in entries), sum(e is None for e in entries)
+    stats = fastlane.stats(model)[lane]
+    return stats.learned, stats.ruled_out
+
+
+def served(lane, model):
+    """How many calls the lane served for ``model``."""
+    return fastlane.stats(model)[lane].served
+
+
+def nothing_learned():
+    """No lane holds any shape, of any model."""
+    return all(s.learned == s.ruled_out == 0 for s in fastlane.stats().values())
 
 
 def djangos(make):
@@ -59,11 +69,12 @@ def test_a_values_page_is_learned_once_then_reused_with_new_values(shelf):
     le_guin, jemisin = shelf
     expected = djangos(lambda: (values_page(le_guin), values_page(jemisin), values_page(jemisin, pages=125)))
     first = values_page(le_guin)
-    assert learned(shapes._filters, Book) == (1, 0) and learned(shapes._compiled, Book) == (1, 0)
+    assert learned("filter", Book) == (1, 0) and learned("as_sql", Book) == (1, 0)
     with CaptureQueriesContext(connections["default"]) as queries:
         again, other, fewer = values_page(le_guin), values_page(jemisin), values_page(jemisin, pages=125)
     assert len(queries) == 3  # counted as any query
-    assert learned(shapes._compiled, Book) == (1, 0)  # one shape, whatever the values
+    assert learned("as_sql", Book) == (1, 0)  # one shape, whatever the values
+    assert served("filter", Book) == served("as_sql", Book) == 3
     assert (again, other, fewer) == expected and first == again
     assert other != first and len(fewer) == 3  # the new values were sent
     assert all(row["published"].tzinfo is not None for row in again)  # the converters ran
@@ -74,7 +85,7 @@ def test_a_model_page_builds_the_instances_django_builds(shelf):
     slow = djangos(lambda: model_page(jemisin))
     model_page(le_guin)
     fast = model_page(jemisin)
-    assert learned(shapes._compiled, Book)[0] == 1
+    assert learned("as_sql", Book)[0] == 1 and served("as_sql", Book) == 1
     assert len(fast) == 4 and all(isinstance(b, Book) for b in fast)
     assert [(b.pk, b.title, b.author_id, b.published) for b in fast] == [
         (b.pk, b.title, b.author_id, b.published) for b in slow
@@ -88,7 +99,7 @@ def test_the_sql_is_djangos(shelf):
     slow = djangos(lambda: str(query.filter(pages__lt=500).query))
     for _ in range(2):
         fast = str(query.filter(pages__lt=500).query)
-    assert learned(shapes._compiled, Book)[0] >= 1
+    assert learned("as_sql", Book)[0] >= 1 and served("as_sql", Book) >= 1
     assert fast == slow
 
 
@@ -121,10 +132,10 @@ def test_shapes_the_fast_lane_cannot_take_are_djangos(shelf):
     ]
     expected = [djangos(make) for make in makes]
     assert [make() for make in makes] == [make() for make in makes] == expected
-    assert learned(shapes._compiled, Book)[0] == 0
+    assert learned("as_sql", Book)[0] == 0
     # filter(author_id=...) and filter(pages=...) themselves are simple (what follows them
     # is not); the join, isnull and startswith filters are not; a list is not even a shape.
-    assert learned(shapes._filters, Book) == (2, 3)
+    assert learned("filter", Book) == (2, 3)
 
 
 def test_an_integer_beyond_its_column_gets_djangos_answer(shelf):
@@ -141,21 +152,21 @@ def test_settings_and_schema_edits_forget_the_shapes(shelf):
     le_guin, _ = shelf
     values_page(le_guin)
     with override_settings(TANDEM_FAST_LANE=False):
-        assert not shapes._compiled and not shapes._filters
+        assert nothing_learned()
         values_page(le_guin)
-        assert not shapes._compiled and not shapes._filters  # off: nothing learned
+        assert nothing_learned()  # off: nothing learned
     values_page(le_guin)
-    assert learned(shapes._compiled, Book)[0] == 1
+    assert learned("as_sql", Book)[0] == 1
     with connections["default"].schema_editor():
         pass
-    assert not shapes._compiled and not shapes._filters
+    assert nothing_learned()
 
 
 def test_a_paginator_does_not_grow_the_shapes_without_bound(shelf, monkeypatch):
-    monkeypatch.setattr(shapes, "MAX_SHAPES", 3)
+    monkeypatch.setattr(cache, "MAX_SHAPES", 3)
     pks = Book.objects.order_by("pk").values_list("pk", flat=True)
     pages = [pk for n in range(0, 20, 2) for pk in pks[n : n + 2]]
-    assert len(shapes._compiled[Book]) == 3
+    assert sum(learned("as_sql", Book)) == 3  # ten pages, ten shapes: the first three kept
     assert pages == djangos(lambda: list(pks[:20]))
 
 
@@ -168,4 +179,4 @@ async def test_async_iteration_takes_the_fast_lane_too(shelf):
     first = await page(le_guin)
     second = await page(jemisin)
     assert first != second and len(second) == 3
-    assert learned(shapes._compiled, Book) == (1, 0)
+    assert learned("as_sql", Book) == (1, 0) and served("as_sql", Book) == 1

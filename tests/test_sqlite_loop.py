@@ -105,7 +105,7 @@ def _where(thread_name: str) -> str:
 @pytest.fixture(autouse=True)
 def forget_long_statements():
     """Each test starts with no statement remembered as long (they are per database file)."""
-    for memory in driver._memories.values():
+    for memory in driver.memories.values():
         memory.long.clear()
         memory.calls_python.clear()
 

@@ -27,6 +27,7 @@ from tandem.bridge.greenlets import (
     native,
     set_blocking_watch,
     set_unit_hook,
+    unfinished_bridges,
 )
 from tandem.bridge.settling import Settling, current_settling, settling
 
@@ -44,4 +45,5 @@ __all__ = [
     "set_blocking_watch",
     "set_unit_hook",
     "settling",
+    "unfinished_bridges",
 ]

@@ -35,7 +35,7 @@ from django.core.exceptions import ImproperlyConfigured
 from tandem import conf
 from tandem.bridge import greenlets as bridge
 
-__all__ = ["install", "report"]
+__all__ = ["dotted_name", "install", "report"]
 
 logger = logging.getLogger("tandem.blocking")
 _BRIDGE_FILE = bridge.__file__

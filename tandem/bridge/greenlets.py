@@ -15,6 +15,7 @@ docs/concepts/bridge.md and ``bench/bridge.py`` for the measurement).
 from __future__ import annotations
 
 import functools
+import gc
 import inspect
 import threading
 import time
@@ -36,6 +37,7 @@ __all__ = [
     "native",
     "set_blocking_watch",
     "set_unit_hook",
+    "unfinished_bridges",
 ]
 
 P = ParamSpec("P")
@@ -121,6 +123,16 @@ MAX_IDLE_BRIDGES = 64
 def in_bridge() -> bool:
     """Return True when the caller runs inside a ``native()`` call."""
     return _here.bridged and type(getcurrent()) is _Bridge
+
+
+def unfinished_bridges() -> list[greenlet]:
+    """Bridge greenlets in the middle of a unit of work: none once every ``native()`` call is over.
+
+    A diagnostic (it walks every object the garbage collector tracks: slow),
+    for tests and debugging sessions that look for sync code left suspended.
+    """
+    parked = set(map(id, _idle.bridges))
+    return [g for g in gc.get_objects() if type(g) is _Bridge and not g.dead and id(g) not in parked]
 
 
 def current_bridge() -> greenlet | None:

@@ -37,7 +37,15 @@ from django.views.decorators.debug import sensitive_variables
 from tandem.bridge import await_, call_native, in_bridge
 from tandem.db.scope import is_tandem_alias
 
-__all__ = ["aauthenticate", "acheck_password", "check_password", "hashing_sync_to_async", "make_password"]
+__all__ = [
+    "aauthenticate",
+    "acheck_password",
+    "check_password",
+    "django_hashes_in_threads",
+    "django_hashes_on_the_loop",
+    "hashing_sync_to_async",
+    "make_password",
+]
 
 _stock_check_password = hashers.check_password
 _stock_make_password = hashers.make_password

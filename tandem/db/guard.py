@@ -21,6 +21,8 @@ from django.utils.asyncio import async_unsafe
 
 from tandem.bridge import in_bridge
 
+__all__ = ["bridge_aware_guard", "bridge_aware_guards", "running_loop_unless_passed"]
+
 MESSAGE = (
     "You cannot call this from an async context: it would block the event loop. "
     "In async code use the ORM's async methods (aget, acreate, async for, asave, ...) "

@@ -25,7 +25,7 @@ from django.db.utils import OperationalError
 from tandem.bridge import await_
 from tandem.bridge.waiters import Waiters, handed
 
-__all__ = ["Pool", "PoolOptions", "PoolTimeout", "pool_for"]
+__all__ = ["Pool", "PoolOptions", "PoolTimeout", "loop_pools", "pool_for"]
 
 
 class PoolTimeout(OperationalError):  # noqa: N818 - named like psycopg_pool's

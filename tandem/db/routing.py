@@ -29,6 +29,8 @@ from tandem.db.scope import (
     test_connections,
 )
 
+__all__ = ["block_aware_sync_to_async_call", "bridged_async_to_sync_call", "place", "routed_sync_to_async"]
+
 _stock_sync_to_async = asgiref_sync.sync_to_async
 _stock_sync_to_async_call = asgiref_sync.SyncToAsync.__call__
 _stock_async_to_sync_call = asgiref_sync.AsyncToSync.__call__

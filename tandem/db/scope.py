@@ -32,7 +32,23 @@ from django.db import transaction as django_transaction
 from tandem.bridge import current_settling, set_unit_hook
 from tandem.bridge.locks import TaskLock
 
-__all__ = ["Shared", "TransactionEnded", "TransactionInThread", "install", "is_tandem_alias"]
+__all__ = [
+    "Shared",
+    "TaskConnections",
+    "TransactionEnded",
+    "TransactionInThread",
+    "at_rest",
+    "current_task",
+    "every_alias_tandem",
+    "forget_settings",
+    "in_any_block",
+    "install",
+    "is_tandem_alias",
+    "lend_connections",
+    "mark_blocks_for_rollback",
+    "open_block",
+    "refuse_thread_in_block",
+]
 
 
 class TransactionEnded(django_transaction.TransactionManagementError):
@@ -224,6 +240,15 @@ class TaskConnections:
             del _owned[task][alias]
         except KeyError:
             raise AttributeError(alias) from None
+
+
+def at_rest() -> bool:
+    """True when no task is inside a unit of work or about to give a connection back.
+
+    A diagnostic for tests and debugging: after every task has ended, it
+    must be True, or a unit of work was left behind.
+    """
+    return not _unit_depth and not _unit_locks and not _release_scheduled
 
 
 def _task_done(task: asyncio.Task) -> None:

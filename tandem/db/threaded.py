@@ -24,7 +24,7 @@ from typing import Any
 
 from tandem.bridge import await_, in_bridge
 
-__all__ = ["ThreadedConnection", "ThreadedCursor", "Worker"]
+__all__ = ["ThreadedConnection", "ThreadedCursor", "Worker", "current_thread_is_worker"]
 
 
 # Seconds between interrupts of an abandoned call that has not stopped yet.

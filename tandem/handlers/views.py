@@ -28,6 +28,8 @@ from tandem.db.scope import is_tandem_alias
 from tandem.handlers.placement import placement
 from tandem.transaction import aatomic
 
+__all__ = ["make_view_atomic", "view_runs_on_loop"]
+
 _stock_make_view_atomic = BaseHandler.make_view_atomic
 
 

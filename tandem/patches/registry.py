@@ -119,7 +119,7 @@ REGISTRY: tuple[Patch, ...] = (
         "connections of tandem aliases are owned by asyncio tasks",
         wraps=True,
     ),
-    # -- the ORM fast lane (tandem.db.fastlane.get) -------------------------------------
+    # -- the ORM fast lane (tandem.db.fastlane) -------------------------------------
     Patch(
         "core",
         "django.db.models.query:QuerySet",
@@ -132,7 +132,7 @@ REGISTRY: tuple[Patch, ...] = (
         "core",
         "django.db.models.query:QuerySet",
         "filter",
-        "tandem.db.fastlane.queries:filter",
+        "tandem.db.fastlane.filter:filter",
         "filter() by exact or compared values reuses the query built for its shape (TANDEM_FAST_LANE)",
         wraps=True,
     ),
@@ -140,7 +140,7 @@ REGISTRY: tuple[Patch, ...] = (
         "core",
         "django.db.models.sql.compiler:SQLCompiler",
         "as_sql",
-        "tandem.db.fastlane.queries:as_sql",
+        "tandem.db.fastlane.compiled:as_sql",
         "a one-table query of simple lookups reuses the SQL compiled for its shape (TANDEM_FAST_LANE)",
         wraps=True,
     ),
@@ -148,7 +148,7 @@ REGISTRY: tuple[Patch, ...] = (
         "core",
         "django.db.backends.base.schema:BaseDatabaseSchemaEditor",
         "__exit__",
-        "tandem.db.fastlane.get:schema_editor_exit",
+        "tandem.db.fastlane.cache:schema_editor_exit",
         "a finished schema edit ends the fast lane's compiled shapes",
         wraps=True,
     ),

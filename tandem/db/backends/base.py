@@ -28,6 +28,15 @@ from tandem.db.pool import Pool, PoolOptions, pool_for
 from tandem.db.scope import refuse_thread_in_block
 from tandem.db.session import watching
 
+__all__ = [
+    "CancelAwareErrors",
+    "PinnedCursor",
+    "TandemValidationMixin",
+    "TandemWrapperMixin",
+    "bridgeable",
+    "missing_app_error",
+]
+
 
 def bridgeable(wrapper_class: type) -> type:
     """A subclass of Django's ``wrapper_class`` whose guards allow the bridge."""

@@ -1,4 +1,4 @@
-"""The ORM fast lane: ``get()`` by exact field values without recompiling.
+"""The fast lane for ``QuerySet.get()``: by exact field values, served whole from a plan.
 
 A view runs the same few queries on every request with different values:
 ``Article.objects.get(pk=pk)``, ``User.objects.get(username=name)``. Django
@@ -28,23 +28,22 @@ The query still goes through Django's cursor (query logging,
 ``assertNumQueries``, execute wrappers), and the instance is built by
 ``Model.from_db()`` as Django builds it.
 
-A shape's entry ends when the model's fields or table change, when a
-schema editor finishes, and when any setting changes. ``TANDEM_FAST_LANE =
-False`` turns the fast lane off.
+A shape's plan ends when the model's fields or table change, when a
+schema editor finishes, and when any setting changes
+(``tandem.db.fastlane.cache``). ``TANDEM_FAST_LANE = False`` turns the
+fast lane off.
 """
 
 from __future__ import annotations
 
-import datetime
-import uuid
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.db import connections
-from django.db.models.query import MAX_GET_RESULTS, ModelIterable
+from django.db.models.query import MAX_GET_RESULTS
 
 try:  # Django 6.1+: how ModelIterable builds an instance for a fetch mode
     from django.db.models.query import _get_from_db
@@ -52,11 +51,11 @@ except ImportError:  # Django 5.2: querysets have no fetch mode
     _get_from_db = None
 
 from tandem import conf
+from tandem.db.fastlane.cache import NOT_LEARNED, Learned, ShapeCache
+from tandem.db.fastlane.plain import plain, value_types
 
-__all__ = ["SIMPLE_VALUES", "forget", "get", "plain", "schema_editor_exit"]
+__all__ = ["GetShape", "get"]
 
-# Values whose exact match always compiles to "column = %s".
-SIMPLE_VALUES = (int, str, bool, uuid.UUID, datetime.date, datetime.datetime)
 # Fields whose exact lookup is a plain comparison with one parameter.
 _SIMPLE_FIELDS = frozenset(
     {
@@ -80,6 +79,14 @@ _SIMPLE_FIELDS = frozenset(
 )
 
 
+class GetShape(NamedTuple):
+    """A ``get()``'s shape: the database, and each keyword's name and value type."""
+
+    db: str
+    vendor: str
+    lookups: tuple[tuple[str, type], ...]  # (keyword, type of its value), in sorted order
+
+
 @dataclass(frozen=True)
 class _Plan:
     """What Django compiled for one shape, to run again with new values."""
@@ -89,33 +96,9 @@ class _Plan:
     ranges: tuple  # per field, the backend's (min, max) for an integer field, else None
     init_list: list[str]  # attnames of the selected columns, for from_db()
     converters: tuple  # (position, (converter, ...), expression)
-    concrete_fields: tuple  # model._meta.concrete_fields when compiled: any change ends the plan
-    db_table: str
 
 
-# model -> shape key -> plan, or None for a shape the fast lane cannot take.
-_plans: weakref.WeakKeyDictionary[type, dict[tuple, _Plan | None]] = weakref.WeakKeyDictionary()
-
-
-def forget(**kwargs: Any) -> None:
-    """Drop every plan (connected to ``setting_changed``; schema editors call it too)."""
-    from tandem.db.fastlane import queries as shapes
-
-    _plans.clear()
-    shapes.forget()
-
-
-def schema_editor_exit(original: Callable[..., Any]) -> Callable[..., Any]:
-    """``BaseDatabaseSchemaEditor.__exit__``, then every plan dropped."""
-
-    def exit_then_forget(self: Any, *exc_info: Any) -> Any:
-        try:
-            return original(self, *exc_info)
-        finally:
-            forget()
-
-    exit_then_forget.__wrapped__ = original  # type: ignore[attr-defined]
-    return exit_then_forget
+_PLANS: ShapeCache[_Plan] = ShapeCache("get")
 
 
 def get(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -127,13 +110,12 @@ def get(original: Callable[..., Any]) -> Callable[..., Any]:
         key = _shape(self, kwargs)
         if key is None:
             return original(self, *args, **kwargs)
-        by_shape = _plans.get(self.model)
-        plan: Any = by_shape.get(key, False) if by_shape is not None else False  # False: not learned
-        if plan is False:
+        learned = _PLANS.lookup(self.model, key)
+        if learned is NOT_LEARNED:
             return _learn(self, key, kwargs, original)
-        if plan is None or not _current(plan, self.model):
+        if learned is None:
             return original(self, *args, **kwargs)
-        found = _run(self, plan, kwargs)
+        found = _run(self, learned, kwargs)
         return original(self, *args, **kwargs) if found is None else found
 
     get.__doc__ = original.__doc__
@@ -141,47 +123,13 @@ def get(original: Callable[..., Any]) -> Callable[..., Any]:
     return get
 
 
-def plain(queryset: Any) -> bool:
-    """True for the model's plain queryset (what ``Model.objects`` gives)."""
-    query = queryset.query
-    return (
-        queryset._iterable_class is ModelIterable
-        and not queryset._prefetch_related_lookups
-        and not queryset._known_related_objects
-        and not queryset._sticky_filter
-        and not queryset._defer_next_filter
-        and not queryset._fields
-        and query.model is queryset.model
-        and not query.where
-        and not query.annotations
-        and not query.extra
-        and query.default_cols
-        and not query.select
-        and not query.select_related
-        and not query.select_for_update
-        and not query.distinct
-        and not query.combinator
-        and not query.order_by
-        and not query.extra_order_by
-        and query.low_mark == 0
-        and query.high_mark is None
-        and not query.deferred_loading[0]
-        and query.deferred_loading[1]
-        and not query.alias_map
-        and not query.filter_is_sticky
-    )
-
-
-def _shape(queryset: Any, kwargs: dict[str, Any]) -> tuple | None:
-    """The shape's key: database, vendor, and each keyword's field and value type."""
+def _shape(queryset: Any, kwargs: dict[str, Any]) -> GetShape | None:
+    """The shape's key, or None if a value is not of a simple type."""
+    lookups = value_types(kwargs)
+    if lookups is None:
+        return None
     db = queryset.db
-    parts: list = [db, connections[db].vendor]
-    for name in sorted(kwargs):
-        value = kwargs[name]
-        if type(value) not in SIMPLE_VALUES:
-            return None
-        parts.append((name, type(value)))
-    return tuple(parts)
+    return GetShape(db, connections[db].vendor, lookups)
 
 
 def _fields(model: Any, kwargs: dict[str, Any]) -> tuple | None:
@@ -243,19 +191,14 @@ def _ranges(fields: tuple, connection: Any) -> tuple:
     return tuple(found)
 
 
-def _current(plan: _Plan, model: Any) -> bool:
-    opts = model._meta
-    return plan.concrete_fields is opts.concrete_fields and plan.db_table == opts.db_table
-
-
-def _learn(queryset: Any, key: tuple, kwargs: dict[str, Any], original: Callable[..., Any]) -> Any:
+def _learn(queryset: Any, key: GetShape, kwargs: dict[str, Any], original: Callable[..., Any]) -> Any:
     """Django's ``get()``; on the way, compile the shape's plan (or rule it out)."""
     try:
         plan = _compile(queryset, kwargs)
     except (EmptyResultSet, FullResultSet):
         pass  # these values need no query (an integer out of range): learn from others
     else:
-        _plans.setdefault(queryset.model, {})[key] = plan
+        _PLANS.remember(queryset.model, key, plan)
     return original(queryset, **kwargs)
 
 
@@ -290,8 +233,6 @@ def _compile(queryset: Any, kwargs: dict[str, Any]) -> _Plan | None:
         ranges=ranges,
         init_list=init_list,
         converters=rebound,
-        concrete_fields=model._meta.concrete_fields,
-        db_table=model._meta.db_table,
     )
 
 
@@ -302,12 +243,15 @@ def _unbind(converter: Callable[..., Any], connection: Any) -> Any:
     return converter
 
 
-def _run(queryset: Any, plan: _Plan, kwargs: dict[str, Any]) -> Any:
+def _run(queryset: Any, learned: Learned[_Plan], kwargs: dict[str, Any]) -> Any:
+    """The instance, from the shape's plan; None to leave the answer to Django's lane."""
+    plan = learned.entry
     db = queryset.db
     connection = connections[db]
     params = _params(plan.fields, plan.ranges, kwargs, connection)
     if params is None:
         return None
+    learned.served += 1
     with connection.cursor() as cursor:
         cursor.execute(plan.sql, params)
         rows = cursor.fetchall()

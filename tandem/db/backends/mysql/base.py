@@ -28,9 +28,10 @@ from django.db.backends.mysql.validation import DatabaseValidation as MySQLValid
 from django.utils.functional import cached_property
 
 from tandem.db.backends.base import TandemValidationMixin, TandemWrapperMixin, bridgeable
-from tandem.db.backends.mysql.driver import MySQLConnection, QueryKiller, kill_params
+from tandem.db.backends.mysql.driver import MySQLConnection
+from tandem.db.backends.mysql.kill import QueryKiller, kill_params
 
-__all__ = ["DatabaseValidation", "DatabaseWrapper"]
+__all__ = ["DatabaseValidation", "DatabaseWrapper", "OnWorkerThreads"]
 
 # Django's mysql_server_data, by the settings that pick the server and session.
 _server_data: dict[str, dict[str, Any]] = {}

@@ -28,6 +28,8 @@ from tandem.db.backends.base import (
 )
 from tandem.db.backends.postgresql.driver import BridgedConnection
 
+__all__ = ["DatabaseValidation", "DatabaseWrapper"]
+
 
 class _Driver(types.ModuleType):
     """psycopg as Django sees it, except that ``connect`` makes bridged connections."""

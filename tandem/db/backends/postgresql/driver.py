@@ -20,6 +20,8 @@ from psycopg.waiting import Ready, Wait
 from tandem.bridge import await_, in_bridge
 from tandem.bridge.locks import BridgeLock
 
+__all__ = ["BridgedConnection", "wait_on_loop"]
+
 logger = logging.getLogger("tandem.db.backends.postgresql")
 
 # How long to wait for the server to acknowledge a cancel request.

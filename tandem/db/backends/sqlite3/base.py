@@ -8,7 +8,7 @@ handling, introspection and schema editor. The differences:
   statements run on the loop thread under a time budget
   (``OPTIONS["loop_budget_ms"]``) and the calls that may block run on the
   worker while the loop awaits them; outside they run in the calling thread
-  as usual (see ``driver.py``);
+  as usual (see ``connection.py`` and docs/concepts/sqlite.md);
 * on an event loop connections come from tandem's per-loop pool, configured
   by ``OPTIONS["pool"]``;
 * defaults for many concurrent writers (each overridable in ``OPTIONS``):
@@ -29,10 +29,11 @@ from django.db.backends.sqlite3 import base as django_sqlite
 
 from tandem.bridge import in_bridge
 from tandem.db.backends.base import TandemValidationMixin, TandemWrapperMixin, bridgeable
+from tandem.db.backends.sqlite3.connection import SQLiteConnection
 from tandem.db.backends.sqlite3.creation import DatabaseCreation
-from tandem.db.backends.sqlite3.driver import SQLiteConnection, loop_factory
+from tandem.db.backends.sqlite3.loop import loop_factory
 
-__all__ = ["DatabaseWrapper"]
+__all__ = ["DatabaseValidation", "DatabaseWrapper", "is_private_memory_db", "loop_budget"]
 
 # Seconds a statement waits for another connection's write lock before
 # "database is locked" (sqlite3's own default is 5).
@@ -47,7 +48,7 @@ DEFAULT_TRANSACTION_MODE = "IMMEDIATE"
 WAL = "PRAGMA journal_mode = WAL"
 # How long a statement may run on the loop thread, in ms, before a read is
 # stopped and run again on the worker, or a write in a transaction lets the
-# loop run (see driver.py). A hop to the worker costs 0.05-0.15 ms: a
+# loop run (see loop.py). A hop to the worker costs 0.05-0.15 ms: a
 # statement longer than the budget gains little from avoiding it.
 DEFAULT_LOOP_BUDGET_MS = 1.0
 

@@ -18,6 +18,8 @@ import os
 
 from django.db.backends.sqlite3 import creation as django_creation
 
+__all__ = ["DatabaseCreation", "remove_sidecars"]
+
 # Files SQLite keeps next to a database, by suffix.
 SIDECARS = ("-wal", "-shm", "-journal")
 
