@@ -13,6 +13,8 @@ With ``EMAIL_BACKEND = "tandem.mail.backends.smtp.EmailBackend"`` the call
 runs in the bridge and its SMTP conversation is awaited on the loop. With
 another backend it runs where that backend can: see ``tandem.mail.routing``.
 ``EmailMessage.asend()`` (added by tandem) is the twin of ``send()``.
+
+It may import ``tandem.bridge`` and ``tandem.conf``.
 """
 
 from __future__ import annotations

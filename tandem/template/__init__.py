@@ -1,1 +1,4 @@
-"""Async twins of ``django.template`` helpers: see ``tandem.template.loader``."""
+"""Async twins of ``django.template`` helpers: see ``tandem.template.loader``.
+
+It may import ``tandem.bridge``.
+"""

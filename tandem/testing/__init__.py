@@ -13,6 +13,8 @@ applies them once ``django.test`` is imported. Each module is one feature:
   ``async with`` (``CountedLog`` feeds the open counting blocks).
 * ``databases``: tasks' wrappers refuse the databases a test did not
   declare, as the test thread's does.
+
+It may import ``tandem.transaction``, ``tandem.db``, ``tandem.bridge`` and ``tandem.conf``.
 """
 
 from __future__ import annotations

@@ -64,6 +64,18 @@ class _HandedOverCursor:
 _HANDED_OVER = _HandedOverCursor()
 
 
+def _passed_through(name: str, doc: str) -> property:
+    """An attribute of the sqlite3 cursor underneath, read and written through."""
+
+    def get(cursor: SQLiteCursor) -> Any:
+        return getattr(cursor._raw, name)
+
+    def set_(cursor: SQLiteCursor, value: Any) -> None:
+        setattr(cursor._raw, name, value)
+
+    return property(get, set_, doc=doc)
+
+
 class SQLiteCursor(ThreadedCursor):
     """A sqlite3 cursor driven from the bridge with as few thread hops as possible.
 
@@ -85,23 +97,8 @@ class SQLiteCursor(ThreadedCursor):
         self._more = False
         self._read = False
 
-    @property
-    def arraysize(self) -> int:
-        """sqlite3's ``arraysize``: rows ``fetchmany()`` returns by default."""
-        return self._raw.arraysize
-
-    @arraysize.setter
-    def arraysize(self, value: int) -> None:
-        self._raw.arraysize = value
-
-    @property
-    def row_factory(self) -> Any:
-        """sqlite3's ``row_factory``."""
-        return self._raw.row_factory
-
-    @row_factory.setter
-    def row_factory(self, value: Any) -> None:
-        self._raw.row_factory = value
+    arraysize = _passed_through("arraysize", "sqlite3's ``arraysize``: rows ``fetchmany()`` returns.")
+    row_factory = _passed_through("row_factory", "sqlite3's ``row_factory``.")
 
     def execute(self, sql: str, *args: Any, **kwargs: Any) -> SQLiteCursor:
         """Run a statement; in the bridge on the loop or the worker, with its first rows."""
