@@ -18,6 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 __all__ = [
     "blocking_warning_seconds",
+    "cooperative_io",
     "fast_lane",
     "forget",
     "request_path",
@@ -104,10 +105,30 @@ def fast_lane() -> bool:
     return _cached("TANDEM_FAST_LANE", _read_fast_lane)
 
 
+def _read_cooperative_io() -> bool:
+    value = getattr(settings, "TANDEM_COOPERATIVE_IO", True)
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured(f"settings.TANDEM_COOPERATIVE_IO must be True or False, not {value!r}.")
+    return value
+
+
+def cooperative_io() -> bool:
+    """``TANDEM_COOPERATIVE_IO``: blocking socket calls and sleeps in the bridge wait on the loop (True)."""
+    return _cached("TANDEM_COOPERATIVE_IO", _read_cooperative_io)
+
+
 def validate() -> list[str]:
     """Read every setting; return the error messages of the bad ones."""
     errors = []
-    for read in (request_path, sync_views, thread_middleware, blocking_warning_seconds, fast_lane):
+    readers = (
+        request_path,
+        sync_views,
+        thread_middleware,
+        blocking_warning_seconds,
+        fast_lane,
+        cooperative_io,
+    )
+    for read in readers:
         try:
             read()
         except ImproperlyConfigured as exc:

@@ -4,7 +4,7 @@ Settings, URLs and the ASGI application in one place, with Django's default
 logging configuration (no LOGGING setting).
 """
 
-import time
+import threading
 
 from django.http import HttpResponse
 from django.urls import path
@@ -20,8 +20,8 @@ DATABASES = {}
 
 @on_loop
 def hog(request):
-    """A sync view on the loop that blocks it."""
-    time.sleep(0.2)
+    """A sync view on the loop that blocks it (a lock's wait: time.sleep would wait on the loop)."""
+    threading.Event().wait(0.2)
     return HttpResponse("done")
 
 

@@ -16,6 +16,7 @@ from django.test import override_settings
 
 from tandem import native
 from tests.test_request_path import serve
+from tests.watchdog import block
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,16 +56,16 @@ async def test_short_stretches_and_async_waits_are_not_reported(caplog):
 @override_settings(TANDEM_BLOCKING_WARNING_MS=None)
 async def test_none_turns_it_off(caplog):
     caplog.set_level(logging.WARNING, logger="tandem.blocking")
-    await native(time.sleep)(0.12)
+    await native(block)(0.12)
     assert warnings_of(caplog) == []
 
 
 @override_settings(TANDEM_BLOCKING_WARNING_MS=20)
 async def test_the_threshold_is_a_setting(caplog):
     caplog.set_level(logging.WARNING, logger="tandem.blocking")
-    await native(time.sleep)(0.03)
+    await native(block)(0.03)
     (message,) = warnings_of(caplog)
-    assert message.startswith("time.sleep held the event loop for ")
+    assert message.startswith("tests.watchdog.block held the event loop for ")
     assert "(it returned)" in message
 
 
@@ -128,6 +129,20 @@ async def test_a_garbage_collection_is_not_blamed_on_the_code_it_interrupted(cap
     assert took > 0.005, "the collection was too quick to tell"
     assert warnings_of(caplog) == []
 
-    await native(time.sleep)(0.02)  # the same stretch, spent by the code itself, is reported
+    await native(block)(0.02)  # the same stretch, spent by the code itself, is reported
     assert len(warnings_of(caplog)) == 1
     del garbage
+
+
+async def test_time_sleep_in_the_bridge_waits_on_the_loop(caplog):
+    caplog.set_level(logging.WARNING, logger="tandem.blocking")
+    await native(time.sleep)(0.12)
+    assert warnings_of(caplog) == []
+
+
+@override_settings(TANDEM_COOPERATIVE_IO=False)
+async def test_without_cooperative_io_a_sleep_is_named_again(caplog):
+    caplog.set_level(logging.WARNING, logger="tandem.blocking")
+    await native(time.sleep)(0.12)
+    (message,) = warnings_of(caplog)
+    assert message.startswith("time.sleep held the event loop for ")

@@ -2,6 +2,7 @@
 
 import asyncio
 import gc
+import threading
 import time
 from collections.abc import Awaitable
 
@@ -51,3 +52,12 @@ async def longest_stall(work: Awaitable) -> float:
     async with LoopWatch() as watch:
         await work
     return watch.longest
+
+
+def block(seconds: float) -> None:
+    """Block the calling thread for ``seconds``: a wait no bridge turns into an await.
+
+    A lock with a timeout, as C code waits: ``time.sleep`` would not do, since
+    in the bridge it waits on the loop (``tandem.bridge.cooperative``).
+    """
+    threading.Event().wait(seconds)

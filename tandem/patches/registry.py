@@ -152,6 +152,69 @@ REGISTRY: tuple[Patch, ...] = (
         "a finished schema edit ends the fast lane's compiled shapes",
         wraps=True,
     ),
+    # -- cooperative I/O in the bridge (tandem.bridge.cooperative) ------------
+    *(
+        Patch(
+            "core",
+            "socket:socket",
+            attribute,
+            f"tandem.bridge.cooperative.sockets:{replacement}",
+            f"{why}: in a bridge greenlet it waits on the loop, elsewhere unchanged",
+            wraps=True,
+        )
+        for attribute, replacement, why in (
+            ("connect", "connect", "a socket connects"),
+            ("connect_ex", "connect_ex", "a socket connects"),
+            ("_accept", "accept", "a listening socket accepts"),
+            ("send", "writing", "a socket sends"),
+            ("sendto", "writing", "a socket sends"),
+            ("sendall", "sendall", "a socket sends"),
+            ("recv", "reading", "a socket receives"),
+            ("recv_into", "reading", "a socket receives"),
+            ("recvfrom", "reading", "a socket receives"),
+            ("recvfrom_into", "reading", "a socket receives"),
+        )
+    ),
+    *(
+        Patch(
+            "core",
+            "ssl:SSLSocket",
+            attribute,
+            f"tandem.bridge.cooperative.sockets:{replacement}",
+            f"{why}: in a bridge greenlet it waits on the loop, elsewhere unchanged",
+            wraps=True,
+        )
+        for attribute, replacement, why in (
+            ("do_handshake", "tls_handshake", "a TLS handshake"),
+            ("unwrap", "tls_handshake", "a TLS shutdown"),
+            ("read", "reading", "a TLS socket receives"),
+            ("write", "writing", "a TLS socket sends"),
+            ("send", "writing", "a TLS socket sends"),
+        )
+    ),
+    *(
+        Patch(
+            "core",
+            "socket",
+            attribute,
+            f"tandem.bridge.cooperative.names:{replacement}",
+            "name resolution: in a bridge greenlet in the loop's executor, elsewhere unchanged",
+            wraps=True,
+        )
+        for attribute, replacement in (
+            ("getaddrinfo", "getaddrinfo"),
+            ("gethostbyname", "gethostbyname"),
+            ("gethostbyname_ex", "gethostbyname"),
+        )
+    ),
+    Patch(
+        "core",
+        "time",
+        "sleep",
+        "tandem.bridge.cooperative.names:sleep",
+        "time.sleep: in a bridge greenlet asyncio.sleep, elsewhere unchanged",
+        wraps=True,
+    ),
     # -- the request path (tandem.handlers) ------------------------------------
     *(
         Patch("core", module, _SYNC_TO_ASYNC, _HANDLER, why)

@@ -3,6 +3,7 @@ from django.http import JsonResponse
 from django.shortcuts import aget_object_or_404
 
 from tests.app.models import Author
+from tests.watchdog import block
 
 
 async def author_detail(request, pk):
@@ -44,7 +45,6 @@ async def create_then_time_out(request):
 
 import asyncio  # noqa: E402
 import threading  # noqa: E402
-import time  # noqa: E402
 
 from django.http import HttpResponse, StreamingHttpResponse  # noqa: E402
 from django.template import engines  # noqa: E402
@@ -96,8 +96,8 @@ def authors_in_thread(request):
 
 
 def slow_sync(request):
-    """Holds the loop (when served natively) with a blocking sleep, then queries."""
-    time.sleep(float(request.GET.get("seconds", "0.15")))
+    """Holds the loop (when served natively) with a blocking wait, then queries."""
+    block(float(request.GET.get("seconds", "0.15")))
     return HttpResponse(f"slept; {Author.objects.count()} authors")
 
 
