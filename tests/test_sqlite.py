@@ -28,6 +28,7 @@ from tandem.db.backends.sqlite3.driver import SQLiteConnection
 from tandem.db.pool import loop_pools
 from tests import db  # noqa: F401 - registers tandem_sleep() on every SQLite connection
 from tests.app.models import Author, Counter
+from tests.watchdog import LoopWatch
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -134,26 +135,25 @@ def probe():
 # -- (1) a slow query never blocks the loop ------------------------------------------------
 
 
-async def test_a_two_second_query_leaves_no_gap_above_50ms_in_the_loop():
-    intervals = []
+async def test_a_two_second_query_leaves_the_loop_free():
+    ticks = 0
 
     async def ticker():
-        last = time.perf_counter()
+        nonlocal ticks
         while True:
             await asyncio.sleep(0.01)
-            now = time.perf_counter()
-            intervals.append(now - last)
-            last = now
+            ticks += 1
 
     ticking = asyncio.create_task(ticker())
     await asyncio.sleep(0.05)
     started = time.monotonic()
-    assert await native(_sql)("SELECT tandem_sleep(2)") == [(0,)]
+    async with LoopWatch() as watch:
+        assert await native(_sql)("SELECT tandem_sleep(2)") == [(0,)]
     elapsed = time.monotonic() - started
     ticking.cancel()
     assert elapsed >= 1.9  # the query did run for its two seconds...
-    assert len(intervals) > 100
-    assert max(intervals) < 0.05  # ...and the loop ticked all along
+    assert ticks > 20  # ...the loop turned all along (held by the query, it would not have)...
+    assert watch.longest < 0.05  # ...and no step of it held the loop
 
 
 # -- (2) many writers ------------------------------------------------------------------------
