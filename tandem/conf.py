@@ -93,28 +93,21 @@ def blocking_warning_seconds() -> float | None:
     return _cached("TANDEM_BLOCKING_WARNING_MS", _read_blocking_warning)
 
 
-def _read_fast_lane() -> bool:
-    value = getattr(settings, "TANDEM_FAST_LANE", True)
+def _read_bool(name: str, default: bool) -> bool:
+    value = getattr(settings, name, default)
     if not isinstance(value, bool):
-        raise ImproperlyConfigured(f"settings.TANDEM_FAST_LANE must be True or False, not {value!r}.")
+        raise ImproperlyConfigured(f"settings.{name} must be True or False, not {value!r}.")
     return value
 
 
 def fast_lane() -> bool:
     """``TANDEM_FAST_LANE``: repeated query shapes reuse their compiled SQL (default True)."""
-    return _cached("TANDEM_FAST_LANE", _read_fast_lane)
-
-
-def _read_cooperative_io() -> bool:
-    value = getattr(settings, "TANDEM_COOPERATIVE_IO", True)
-    if not isinstance(value, bool):
-        raise ImproperlyConfigured(f"settings.TANDEM_COOPERATIVE_IO must be True or False, not {value!r}.")
-    return value
+    return _cached("TANDEM_FAST_LANE", lambda: _read_bool("TANDEM_FAST_LANE", True))
 
 
 def cooperative_io() -> bool:
     """``TANDEM_COOPERATIVE_IO``: blocking socket calls and sleeps in the bridge wait on the loop (True)."""
-    return _cached("TANDEM_COOPERATIVE_IO", _read_cooperative_io)
+    return _cached("TANDEM_COOPERATIVE_IO", lambda: _read_bool("TANDEM_COOPERATIVE_IO", True))
 
 
 def validate() -> list[str]:

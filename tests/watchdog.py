@@ -33,7 +33,6 @@ class LoopWatch:
     def __init__(self) -> None:
         self.longest = 0.0
         self._run = asyncio.events.Handle._run
-        self._schedstat: int | None = None
 
     async def __aenter__(self) -> "LoopWatch":
         run = self._run
@@ -55,16 +54,27 @@ class LoopWatch:
     async def __aexit__(self, *exc_info: object) -> None:
         asyncio.events.Handle._run = self._run  # type: ignore[method-assign]
         gc.enable()
-        if self._schedstat is not None:
-            os.close(self._schedstat)
 
     def _run_queue_wait(self):
         """A function: seconds this (the loop's) thread has waited for a core so far; 0 where unknown."""
-        try:
-            self._schedstat = fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
-        except OSError:
-            return lambda: 0.0
-        return lambda: int(os.pread(fd, 128, 0).split()[1]) / 1e9
+        fd = _schedstat.get(threading.get_ident())
+        if fd is None:
+            try:  # kept open: a callback still running as the watch ends reads it once more
+                fd = _schedstat[threading.get_ident()] = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+            except OSError:
+                return lambda: 0.0
+
+        def waited() -> float:
+            try:
+                return int(os.pread(fd, 128, 0).split()[1]) / 1e9
+            except OSError:  # the thread that opened it has ended
+                return 0.0
+
+        return waited
+
+
+# thread id -> an open /proc/thread-self/schedstat of that thread
+_schedstat: dict[int, int] = {}
 
 
 async def longest_stall(work: Awaitable) -> float:

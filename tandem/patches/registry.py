@@ -156,40 +156,28 @@ REGISTRY: tuple[Patch, ...] = (
     *(
         Patch(
             "core",
-            "socket:socket",
+            target,
             attribute,
             f"tandem.bridge.cooperative.sockets:{replacement}",
             f"{why}: in a bridge greenlet it waits on the loop, elsewhere unchanged",
             wraps=True,
         )
-        for attribute, replacement, why in (
-            ("connect", "connect", "a socket connects"),
-            ("connect_ex", "connect_ex", "a socket connects"),
-            ("_accept", "accept", "a listening socket accepts"),
-            ("send", "writing", "a socket sends"),
-            ("sendto", "writing", "a socket sends"),
-            ("sendall", "sendall", "a socket sends"),
-            ("recv", "reading", "a socket receives"),
-            ("recv_into", "reading", "a socket receives"),
-            ("recvfrom", "reading", "a socket receives"),
-            ("recvfrom_into", "reading", "a socket receives"),
-        )
-    ),
-    *(
-        Patch(
-            "core",
-            "ssl:SSLSocket",
-            attribute,
-            f"tandem.bridge.cooperative.sockets:{replacement}",
-            f"{why}: in a bridge greenlet it waits on the loop, elsewhere unchanged",
-            wraps=True,
-        )
-        for attribute, replacement, why in (
-            ("do_handshake", "tls_handshake", "a TLS handshake"),
-            ("unwrap", "tls_handshake", "a TLS shutdown"),
-            ("read", "reading", "a TLS socket receives"),
-            ("write", "writing", "a TLS socket sends"),
-            ("send", "writing", "a TLS socket sends"),
+        for target, attribute, replacement, why in (
+            ("socket:socket", "connect", "connect", "a socket connects"),
+            ("socket:socket", "connect_ex", "connect_ex", "a socket connects"),
+            ("socket:socket", "_accept", "accept", "a listening socket accepts"),
+            ("socket:socket", "send", "writing", "a socket sends"),
+            ("socket:socket", "sendto", "writing", "a socket sends"),
+            ("socket:socket", "sendall", "sendall", "a socket sends"),
+            ("socket:socket", "recv", "reading", "a socket receives"),
+            ("socket:socket", "recv_into", "reading", "a socket receives"),
+            ("socket:socket", "recvfrom", "reading", "a socket receives"),
+            ("socket:socket", "recvfrom_into", "reading", "a socket receives"),
+            ("ssl:SSLSocket", "do_handshake", "tls_handshake", "a TLS handshake"),
+            ("ssl:SSLSocket", "unwrap", "tls_handshake", "a TLS shutdown"),
+            ("ssl:SSLSocket", "read", "reading", "a TLS socket receives"),
+            ("ssl:SSLSocket", "write", "writing", "a TLS socket sends"),
+            ("ssl:SSLSocket", "send", "writing", "a TLS socket sends"),
         )
     ),
     *(

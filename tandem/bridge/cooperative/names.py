@@ -55,7 +55,6 @@ def getaddrinfo(original: Callable[..., Any]) -> Callable[..., Any]:
         resolving = loop.run_in_executor(None, original, host, port, family, type, proto, flags)
         return await_(resolving)
 
-    cooperative_getaddrinfo.__wrapped__ = original  # type: ignore[attr-defined]
     return cooperative_getaddrinfo
 
 
@@ -68,7 +67,6 @@ def gethostbyname(original: Callable[..., Any]) -> Callable[..., Any]:
             return original(host)
         return await_(asyncio.get_running_loop().run_in_executor(None, original, host))
 
-    cooperative_gethostbyname.__wrapped__ = original  # type: ignore[attr-defined]
     return cooperative_gethostbyname
 
 
@@ -95,5 +93,4 @@ def sleep(original: Callable[[float], None]) -> Callable[[float], None]:
         await_(asyncio.sleep(seconds))
         return None
 
-    cooperative_sleep.__wrapped__ = original  # type: ignore[attr-defined]
     return cooperative_sleep

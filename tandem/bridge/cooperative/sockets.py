@@ -60,7 +60,6 @@ def _retried(original: Callable[..., Any], writes: bool) -> Callable[..., Any]:
                 except ssl.SSLWantWriteError:
                     wait(sock, True, deadline)
 
-    cooperative.__wrapped__ = original  # type: ignore[attr-defined]
     return cooperative
 
 
@@ -100,37 +99,30 @@ def sendall(original: Callable[..., Any]) -> Callable[..., Any]:
                     wait(sock, True, deadline)
         return None
 
-    cooperative_sendall.__wrapped__ = original  # type: ignore[attr-defined]
     return cooperative_sendall
 
 
 def connect(original: Callable[..., Any]) -> Callable[..., Any]:
     """``socket.connect``: the name resolved and the connection made while the loop runs."""
-
-    @functools.wraps(original)
-    def cooperative_connect(sock: socket.socket, address: Any) -> None:
-        if not cooperates(sock):
-            return original(sock, address)
-        code = _connect(sock, resolved(sock, address), original)
-        if code:
-            raise OSError(code, os.strerror(code))
-        return None
-
-    cooperative_connect.__wrapped__ = original  # type: ignore[attr-defined]
-    return cooperative_connect
+    return _connecting(original, raises=True)
 
 
 def connect_ex(original: Callable[..., Any]) -> Callable[..., Any]:
     """``socket.connect_ex``: as ``connect``, the error as a number (0: connected)."""
+    return _connecting(original, raises=False)
 
+
+def _connecting(original: Callable[..., Any], raises: bool) -> Callable[..., Any]:
     @functools.wraps(original)
-    def cooperative_connect_ex(sock: socket.socket, address: Any) -> int:
+    def cooperative_connect(sock: socket.socket, address: Any) -> Any:
         if not cooperates(sock):
             return original(sock, address)
-        return _connect(sock, resolved(sock, address), _socket.socket.connect)
+        code = _connect(sock, resolved(sock, address), _socket.socket.connect)
+        if code and raises:
+            raise OSError(code, os.strerror(code))
+        return None if raises else code
 
-    cooperative_connect_ex.__wrapped__ = original  # type: ignore[attr-defined]
-    return cooperative_connect_ex
+    return cooperative_connect
 
 
 def _connect(sock: socket.socket, address: Any, start: Callable[..., Any]) -> int:
