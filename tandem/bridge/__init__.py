@@ -11,7 +11,9 @@ What is here knows nothing of databases, Django's ORM or requests:
   waiting task is handed what it waits for;
 * ``placing``: the one decision "run this sync callable natively, or in a
   thread"; ``callables``: the one test "is this callable async?";
-* ``blocking``: the detector that names code holding the loop.
+* ``blocking``: the detector that names code holding the loop;
+* ``cooperative``: blocking socket, TLS and name-resolution calls and
+  ``time.sleep`` of sync code in the bridge, waiting on the loop.
 
 It may import ``tandem.conf`` and nothing else of tandem.
 """
