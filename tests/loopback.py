@@ -1,16 +1,19 @@
-"""A real HTTP(S) server on loopback, in a thread of its own, that counts what it sees.
+"""A real HTTP(S) server on loopback, in threads of its own, that counts what it sees.
 
 It holds the first ``hold`` requests until that many are in flight at once,
 then answers them all: ``peak`` then tells whether clients really ran
 concurrently (a client that blocked the loop thread would leave the others
 unsent, and the server would give up waiting after ``patience`` seconds,
 with a peak of 1). ``silent=True``: it reads requests and never answers.
+Plain blocking sockets, a thread per connection: nothing here shares the
+event loop, or the bridge, with the clients under test.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import socket
+import socketserver
 import ssl
 import subprocess
 import threading
@@ -30,82 +33,94 @@ class LoopbackServer:
     ) -> None:
         self.hold, self.silent, self.body, self.tls, self.patience = hold, silent, body, tls, patience
         self.in_flight = self.peak = self.requests = self.connections = self.disconnects = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="loopback-server", daemon=True)
-        self._all_in: asyncio.Event | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._all_in = False
+        self._counts = threading.Condition()
+        self._open: set[socket.socket] = set()
 
     @property
     def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://{'localhost' if self.tls else '127.0.0.1'}:{self.port}/"
 
     def __enter__(self) -> LoopbackServer:
+        serve = self._serve
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                serve(self.request)
+
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
-        self._server = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        self.port = self._server.sockets[0].getsockname()[1]
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._server.shutdown()
+        with self._counts:
+            self._all_in = True  # release anything still held
+            self._counts.notify_all()
+            for sock in list(self._open):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+        self._server.server_close()
         self._thread.join(10)
-        self._loop.close()
 
     def seen(self, attribute: str) -> int:
-        """A counter, read on the server's thread (so it is current)."""
-        return asyncio.run_coroutine_threadsafe(self._read(attribute), self._loop).result(10)
+        """A counter, as the server's threads have left it."""
+        with self._counts:
+            return getattr(self, attribute)
 
-    async def _read(self, attribute: str) -> int:
-        return getattr(self, attribute)
-
-    async def _start(self) -> asyncio.Server:
-        self._all_in = asyncio.Event()
-        return await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
-
-    async def _stop(self) -> None:
-        self._server.close()
-        for writer in list(self._writers):
-            writer.close()
-        with contextlib.suppress(Exception):
-            await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        self._writers.add(writer)
+    def _serve(self, sock: socket.socket) -> None:
+        with self._counts:
+            self.connections += 1
+            self._open.add(sock)
         try:
-            while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, ConnectionError):
-                    return
-                self.requests += 1
-                if self.silent:
-                    continue
-                await self._maybe_hold()
-                keep = b"connection: close" not in head.lower()
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n"
-                    % (len(self.body), b"" if keep else b"Connection: close\r\n")
-                    + self.body
-                )
-                await writer.drain()
-                if not keep:
-                    return
+            if self.tls is not None:
+                sock = self.tls.wrap_socket(sock, server_side=True)
+            with sock.makefile("rb") as reader:
+                while self._answer(sock, reader):
+                    pass
+        except (OSError, ssl.SSLError):
+            pass
         finally:
-            self.disconnects += 1
-            self._writers.discard(writer)
-            writer.close()
+            sock.close()
+            with self._counts:
+                self._open.discard(sock)
+                self.disconnects += 1
 
-    async def _maybe_hold(self) -> None:
-        if self.requests > self.hold:
-            return
-        self.in_flight += 1
-        self.peak = max(self.peak, self.in_flight)
-        if self.in_flight >= self.hold:
-            self._all_in.set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._all_in.wait(), self.patience)
-        self.in_flight -= 1
+    def _answer(self, sock: socket.socket, reader) -> bool:
+        """Read one request and answer it; False when the connection is over."""
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            line = reader.readline()
+            if not line:
+                return False
+            head += line
+        with self._counts:
+            self.requests += 1
+            number = self.requests
+        if self.silent:
+            return True
+        if number <= self.hold:
+            self._wait_for_the_others()
+        keep = b"connection: close" not in head.lower()
+        sock.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n"
+            % (len(self.body), b"" if keep else b"Connection: close\r\n")
+            + self.body
+        )
+        return keep
+
+    def _wait_for_the_others(self) -> None:
+        with self._counts:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            if self.in_flight >= self.hold:
+                self._all_in = True
+                self._counts.notify_all()
+            self._counts.wait_for(lambda: self._all_in, self.patience)
+            self.in_flight -= 1
 
 
 def make_certificate(directory: Path) -> tuple[ssl.SSLContext, Path]:
